@@ -1,0 +1,255 @@
+"""Host batches from each source: folder and builtin (random access), TFDS (streamed).
+
+Folder and builtin datasets are decoded once into an `ImageStore` (RAM, or memory-mapped
+from `config.data.cache`), then every batch is gathered from it by the index-based order of
+`jaxgan.data.order`: batch k is a pure function of (seed, k), which makes resuming O(1).
+Every process decodes the whole dataset (they are small) and takes its slice of each
+global batch, so the global batch is the same for any number of processes.
+With `cache='none'` the files are decoded again for every batch, in the same order.
+
+TFDS datasets are streamed: each process reads its own part of the split, optionally
+caches it, shuffles it with a `shuffle_buffer`-sized buffer (a new, seeded order every
+epoch) and repeats. Resuming at step k skips k local batches, re-reading that data.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+from typing import Iterator
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from jaxgan.data import builtin
+from jaxgan.data import order
+from jaxgan.data import store as store_lib
+from jaxgan.data import tf_ops
+from jaxgan.data.spec import DataSpec
+
+Batch = dict[str, np.ndarray]
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+# Bump when preprocessing changes, so that on-disk caches of the old version are not reused.
+_PREPROCESS_VERSION = 1
+
+
+def hide_gpus_from_tf() -> None:
+  """Keeps TensorFlow off the GPUs, so that it does not reserve the memory JAX needs."""
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # TF already initialised its devices; it was then hidden before.
+    pass
+
+
+def list_images(path: str) -> list[str]:
+  """Every image file under `path`, recursively, sorted; ValueError if there are none.
+
+  Files are selected by extension (IMAGE_EXTENSIONS, any case); others are ignored.
+  """
+  root = os.path.abspath(os.path.expanduser(path))
+  if not os.path.isdir(root):
+    what = "is not a directory" if os.path.exists(root) else "does not exist"
+    raise ValueError(f"config.data.source='folder:{path}': {root} {what}")
+  files = []
+  for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    dirnames.sort()
+    files += [os.path.join(dirpath, f) for f in filenames
+              if f.lower().endswith(IMAGE_EXTENSIONS)]
+  if not files:
+    raise ValueError(f"config.data.source='folder:{path}': no images "
+                     f"({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
+  return sorted(files)
+
+
+def _processor(spec: DataSpec):
+  return functools.partial(tf_ops.preprocess, target=spec.image_size, policy=spec.resize,
+                           channels=spec.channels, background=spec.background)
+
+
+def _loader(spec: DataSpec, paths: list[str] | None):
+  """index -> decoded image: a file of `paths`, or a rendered builtin example."""
+  min_size = tf_ops.stored_size(spec.image_size, spec.resize)
+  if spec.kind == "folder":
+    return tf_ops.file_loader(paths, min_size)
+  render = builtin.get_renderer(spec.arg)
+  return tf_ops.numpy_loader(lambda i: render(builtin.DATA_SEED, i, *min_size), 3)
+
+
+def _warn_skipped(spec: DataSpec, skipped: list[str], total: int) -> None:
+  if not skipped:
+    return
+  root = os.path.abspath(os.path.expanduser(spec.arg))
+  names = [os.path.relpath(p, root) for p in skipped]
+  shown = ", ".join(names[:20]) + (f", ... and {len(names) - 20} more" if len(names) > 20 else "")
+  logging.warning("%s: skipped %d of %d image files that could not be decoded: %s",
+                  spec.source, len(skipped), total, shown)
+
+
+def _decode_all(spec: DataSpec, paths: list[str] | None, keep: bool):
+  """Decodes and preprocesses every example once, in parallel.
+
+  Returns:
+    (list of stored uint8 images, or None if not `keep`; indices that decoded).
+  """
+  num = len(paths) if paths is not None else spec.builtin_size
+  ds = tf_ops.map_indices(tf.data.Dataset.range(num), _loader(spec, paths), _processor(spec))
+  images, kept = [], []
+  for index, image in tf_ops.materialize(ds, skip_errors=spec.kind == "folder"):
+    kept.append(index)
+    if keep:
+      images.append(image)
+  if paths is not None:
+    kept_set = set(kept)
+    _warn_skipped(spec, [p for i, p in enumerate(paths) if i not in kept_set], num)
+    if not kept:
+      raise ValueError(f"{spec.source}: none of the {num} image files could be decoded")
+  return (images if keep else None), kept
+
+
+def _cache_name(spec: DataSpec, paths: list[str] | None) -> str:
+  files = None
+  if paths is not None:
+    files = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+  key = store_lib.fingerprint(
+      source=spec.source if spec.kind == "builtin" else "folder", files=files,
+      builtin_size=spec.builtin_size if spec.kind == "builtin" else None,
+      size=spec.image_size, policy=spec.resize, channels=spec.channels,
+      background=spec.background, version=_PREPROCESS_VERSION)
+  return f"{spec.kind}-{key}"
+
+
+def build_store(spec: DataSpec) -> store_lib.ImageStore:
+  """The decoded dataset of a folder or builtin source, from the disk cache if present."""
+  paths = list_images(spec.arg) if spec.kind == "folder" else None
+  on_disk = spec.cache not in ("memory", "none")
+  if on_disk:
+    name = _cache_name(spec, paths)
+    cached = store_lib.load(spec.cache, name)
+    if cached is not None:
+      if paths is not None:
+        _warn_skipped(spec, list(cached.skipped), len(paths))
+      return cached
+  images, kept = _decode_all(spec, paths, keep=True)
+  skipped = [] if paths is None else sorted(set(paths) - {paths[i] for i in kept})
+  result = store_lib.from_images(images, skipped=skipped)
+  if on_disk:
+    store_lib.save(result, spec.cache, name)
+    result = store_lib.load(spec.cache, name)
+  return result
+
+
+def _finish(spec: DataSpec, images, positions: np.ndarray) -> np.ndarray:
+  return order.finish(images, positions, seed=spec.seed, target=spec.image_size,
+                      random_crop=spec.resize == "random_crop", flip=spec.flip)
+
+
+def stored_batches(spec: DataSpec, store: store_lib.ImageStore, start_step: int,
+                   process_index: int, process_count: int) -> Iterator[Batch]:
+  """Local batches gathered from a decoded store, from global batch `start_step` on."""
+  for step in itertools.count(start_step):
+    pos = order.local_positions(step, spec.batch_size, process_index, process_count)
+    idx = order.example_indices(pos, len(store), spec.seed)
+    batch = {"image": _finish(spec, store.take(idx), pos)}
+    if store.labels is not None:
+      batch["label"] = store.labels[idx]
+    yield batch
+
+
+def _decoded_batches(spec: DataSpec, start_step: int, process_index: int,
+                     process_count: int) -> Iterator[Batch]:
+  """Like `stored_batches`, but decoding the examples of every batch again (cache='none')."""
+  paths = list_images(spec.arg) if spec.kind == "folder" else None
+  if paths is not None:  # Find the decodable files first: the order is over those.
+    _, kept = _decode_all(spec, paths, keep=False)
+    paths = [paths[i] for i in kept]
+  num = len(paths) if paths is not None else spec.builtin_size
+  positions = functools.partial(order.local_positions, batch_size=spec.batch_size,
+                                process_index=process_index, process_count=process_count)
+
+  def indices():
+    for step in itertools.count(start_step):
+      yield from order.example_indices(positions(step), num, spec.seed)
+
+  ds = tf_ops.map_indices(tf_ops.index_stream(indices), _loader(spec, paths), _processor(spec))
+  examples = ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+
+  def batches():
+    for step in itertools.count(start_step):
+      pos = positions(step)
+      yield {"image": _finish(spec, [next(examples)[1] for _ in pos], pos)}
+  return batches()
+
+
+def _tfds_batches(spec: DataSpec, start_step: int, process_index: int,
+                  process_count: int) -> Iterator[Batch]:
+  """Local batches of a TFDS split: cache, per-epoch seeded shuffle, repeat, skip."""
+  from jaxgan.data import tfds_source  # pylint: disable=g-import-not-at-top
+  ds, has_labels = tfds_source.local_examples(
+      spec.arg, data_dir=spec.tfds_data_dir, image_key=spec.tfds_image_key,
+      process_index=process_index, process_count=process_count)
+  process = _processor(spec)
+  fn = tf.autograph.experimental.do_not_convert(lambda ex: {**ex, "image": process(ex["image"])})
+  ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if spec.cache == "memory":
+    ds = ds.cache()
+  elif spec.cache != "none":
+    os.makedirs(spec.cache, exist_ok=True)
+    key = store_lib.fingerprint(source=spec.source, data_dir=spec.tfds_data_dir,
+                                size=spec.image_size, policy=spec.resize, channels=spec.channels,
+                                background=spec.background, version=_PREPROCESS_VERSION)
+    ds = ds.cache(os.path.join(spec.cache, f"tfds-{key}-p{process_index}of{process_count}"))
+  local = spec.batch_size // process_count
+  ds = ds.shuffle(max(spec.shuffle_buffer, 1), seed=spec.seed, reshuffle_each_iteration=True)
+  ds = ds.repeat().skip(start_step * local)
+  dense = spec.resize != "random_crop"
+  if dense:  # Same-size images batch in tf.data; random-crop sizes differ, so one by one.
+    ds = ds.batch(local)
+  examples = ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+
+  def batches():
+    for step in itertools.count(start_step):
+      pos = order.local_positions(step, spec.batch_size, process_index, process_count)
+      try:
+        if dense:
+          ex = next(examples)
+          images, labels = ex["image"], ex.get("label")
+        else:
+          exs = [next(examples) for _ in pos]
+          images = [e["image"] for e in exs]
+          labels = np.array([e["label"] for e in exs]) if has_labels else None
+      except StopIteration:
+        raise ValueError(f"{spec.source} has no examples for process {process_index}") from None
+      batch = {"image": _finish(spec, images, pos)}
+      if labels is not None:
+        batch["label"] = labels
+      yield batch
+  return batches()
+
+
+def host_batches(spec: DataSpec, start_step: int, process_index: int,
+                 process_count: int) -> Iterator[Batch]:
+  """This process's local batches, from global batch `start_step` on.
+
+  The source is opened (and, if cached, decoded) before this returns, so a bad path or
+  dataset raises here rather than at the first batch.
+
+  Args:
+    spec: the data spec.
+    start_step: the first global batch.
+    process_index: this process.
+    process_count: number of processes (divides spec.batch_size).
+
+  Returns:
+    An infinite iterator of {'image': float32 [B/P, H, W, C] in [-1, 1], 'label': int32
+    [B/P] (sources with labels)}.
+  """
+  hide_gpus_from_tf()
+  if spec.kind == "tfds":
+    return _tfds_batches(spec, start_step, process_index, process_count)
+  if spec.kind == "builtin":
+    builtin.get_renderer(spec.arg)  # Fails early for an unknown name.
+  if spec.cache == "none":
+    return _decoded_batches(spec, start_step, process_index, process_count)
+  return stored_batches(spec, build_store(spec), start_step, process_index, process_count)

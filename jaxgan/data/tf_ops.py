@@ -1,0 +1,176 @@
+"""TensorFlow ops of the input pipeline: decode, composite, channels, resize, tf.data stages.
+
+Every op works eagerly and inside `tf.data` (the tests run both). Images stay uint8 until
+`order.finish` turns a batch into float32, so caches hold 1 byte per value.
+
+Resize policies (`config.data.resize`), for a target (h, w):
+  'resize':      plain resize to exactly (h, w); the aspect ratio may change (e.g. 200x180).
+  'center_crop': scale so the image just covers (h, w), keeping its aspect ratio, then
+                 crop the centre.
+  'random_crop': scale so the image just covers (ceil(h*s), ceil(w*s)), s = RANDOM_CROP_SCALE,
+                 keeping its aspect ratio; that image is stored, and each time it is drawn a
+                 random (h, w) window is cut from it (in `order.finish`). The margin gives square
+                 images a random translation too, as in DCGAN's "load 143, crop 128".
+All resizing is bilinear with antialiasing. Large JPEGs are decoded at 1/2, 1/4 or 1/8
+scale (libjpeg's DCT scaling) when that still covers the stored size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+RANDOM_CROP_SCALE = 1.125
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def stored_size(target: Sequence[int], policy: str) -> tuple[int, int]:
+  """The smallest size a stored image covers: the target, or the random-crop margin."""
+  h, w = (int(s) for s in target)
+  if policy == "random_crop":
+    return math.ceil(h * RANDOM_CROP_SCALE), math.ceil(w * RANDOM_CROP_SCALE)
+  return h, w
+
+
+def decode(contents: tf.Tensor, min_size: Sequence[int]) -> tf.Tensor:
+  """Decodes a JPEG, PNG, GIF (first frame), BMP or WebP file; raises on a corrupt file.
+
+  Args:
+    contents: a scalar string tensor, the file's bytes.
+    min_size: (height, width) that the decoded image must still cover when a JPEG is
+      decoded at reduced scale.
+
+  Returns:
+    uint8 [H, W, C] with C in 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA).
+  """
+  min_h, min_w = (int(s) for s in min_size)
+
+  def jpeg(ratio: int) -> Callable[[], tf.Tensor]:
+    return lambda: tf.io.decode_jpeg(contents, ratio=ratio)
+
+  def scaled_jpeg():
+    shape = tf.io.extract_jpeg_shape(contents)
+    ratios = tf.constant([1, 2, 4, 8])
+    fits = tf.logical_and(shape[0] // ratios >= min_h, shape[1] // ratios >= min_w)
+    branch = tf.reduce_max(tf.where(fits, tf.range(4), 0))
+    return tf.switch_case(branch, [jpeg(r) for r in (1, 2, 4, 8)])
+
+  def other():
+    return tf.io.decode_image(contents, expand_animations=False, dtype=tf.uint8)
+
+  image = tf.cond(tf.io.is_jpeg(contents), scaled_jpeg, other)
+  image.set_shape([None, None, None])
+  return image
+
+
+def to_rgb(image: tf.Tensor, background: Sequence[int]) -> tf.Tensor:
+  """Gray, gray + alpha, RGB or RGBA uint8 -> RGB uint8, alpha composited onto `background`."""
+  c = tf.shape(image)[-1]
+  rgb = tf.cond(c < 3, lambda: tf.image.grayscale_to_rgb(image[..., :1]), lambda: image[..., :3])
+  has_alpha = tf.logical_or(tf.equal(c, 2), tf.equal(c, 4))
+
+  def composite():
+    alpha = tf.cast(image[..., -1:], tf.float32) / 255.0
+    bg = tf.constant(background, tf.float32, shape=[1, 1, 3])
+    out = tf.cast(rgb, tf.float32) * alpha + bg * (1.0 - alpha)
+    return tf.cast(tf.round(out), tf.uint8)
+
+  return tf.cond(has_alpha, composite, lambda: rgb)
+
+
+def to_channels(rgb: tf.Tensor, channels: int) -> tf.Tensor:
+  """RGB uint8 -> `channels` (3: unchanged, 1: luma) uint8."""
+  if channels == 3:
+    return rgb
+  gray = tf.image.rgb_to_grayscale(tf.cast(rgb, tf.float32))
+  return tf.cast(tf.clip_by_value(tf.round(gray), 0.0, 255.0), tf.uint8)
+
+
+def _resize_to(image: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+  """Antialiased bilinear resize of uint8 `image` to `size`; a no-op at the same size."""
+  def resize():
+    out = tf.image.resize(image, size, method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
+  same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
+  return tf.cond(same, lambda: image, resize)
+
+
+def cover_size(shape: tf.Tensor, target: Sequence[int]) -> tf.Tensor:
+  """The (height, width) of `shape` scaled, aspect kept, to just cover `target`."""
+  hw = tf.cast(shape[:2], tf.float64)
+  tgt = tf.constant(target, tf.float64)
+  scale = tf.reduce_max(tgt / hw)
+  return tf.cast(tf.maximum(tf.round(hw * scale), tgt), tf.int32)
+
+
+def resize(image: tf.Tensor, target: Sequence[int], policy: str) -> tf.Tensor:
+  """Resizes uint8 `image` [H, W, C] to its stored form under `policy` (see module doc).
+
+  Returns:
+    uint8 [h, w, C] for 'resize' and 'center_crop'; [>= ceil(h*s), >= ceil(w*s), C] for
+    'random_crop'.
+  """
+  target = stored_size(target, policy)
+  if policy == "resize":
+    return _resize_to(image, tf.constant(target, tf.int32))
+  covered = _resize_to(image, cover_size(tf.shape(image), target))
+  if policy == "random_crop":
+    return covered
+  h, w = target
+  top = (tf.shape(covered)[0] - h) // 2
+  left = (tf.shape(covered)[1] - w) // 2
+  return covered[top:top + h, left:left + w]
+
+
+def preprocess(image: tf.Tensor, *, target: Sequence[int], policy: str, channels: int,
+               background: Sequence[int]) -> tf.Tensor:
+  """Decoded image (1-4 channels) -> stored uint8 form: composite, channels, resize."""
+  return resize(to_channels(to_rgb(image, background), channels), target, policy)
+
+
+def materialize(dataset: tf.data.Dataset, skip_errors: bool) -> Iterator[tuple[int, np.ndarray]]:
+  """Runs a dataset of (index, image) in parallel, yielding (index, numpy image) in order.
+
+  Args:
+    dataset: elements (int64 index, uint8 image), built with deterministic parallel maps.
+    skip_errors: drop elements whose map raised (corrupt files); the caller sees which
+      indices are missing.
+
+  Yields:
+    (index, uint8 image) in index order.
+  """
+  if skip_errors:
+    dataset = dataset.ignore_errors()
+  for index, image in dataset.prefetch(AUTOTUNE).as_numpy_iterator():
+    yield int(index), image
+
+
+def map_indices(indices: tf.data.Dataset, load: Callable[[tf.Tensor], tf.Tensor],
+                process: Callable[[tf.Tensor], tf.Tensor]) -> tf.data.Dataset:
+  """index -> (index, process(load(index))), parallel and deterministic (order kept)."""
+  fn = tf.autograph.experimental.do_not_convert(lambda i: (i, process(load(i))))
+  return indices.map(fn, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def file_loader(paths: Sequence[str], min_size: Sequence[int]) -> Callable[[tf.Tensor], tf.Tensor]:
+  """index -> decoded image of file `paths[index]`."""
+  table = tf.constant(list(paths), tf.string)
+  return lambda i: decode(tf.io.read_file(tf.gather(table, i)), min_size)
+
+
+def numpy_loader(render: Callable[[int], np.ndarray], channels: int) -> Callable:
+  """index -> image rendered by the numpy function `render(index)` (uint8 [H, W, channels])."""
+  def load(i):
+    image = tf.numpy_function(lambda j: render(int(j)), [i], tf.uint8, stateful=False)
+    image.set_shape([None, None, channels])
+    return image
+  return load
+
+
+def index_stream(make_indices: Callable[[], Iterator[int]]) -> tf.data.Dataset:
+  """A tf.data source of int64 example indices from a Python generator function."""
+  return tf.data.Dataset.from_generator(
+      make_indices, output_signature=tf.TensorSpec([], tf.int64))

@@ -1,0 +1,222 @@
+"""The input pipeline: config.data -> batches of images on the devices, as global arrays.
+
+    it = create_iterator(config, start_step=restored_step)
+    batch = next(it)   # {'image': jax.Array [B, H, W, C] float32 in [-1, 1], ('label': [B])}
+    ckpt['data_step'] = it.step
+    it.close()
+
+B is `jaxgan.config.images_per_step(config)` (global). Images are always float32 in [-1, 1]
+(x / 127.5 - 1), also when `config.model.dtype` is 'bfloat16': the model casts.
+
+Sources (`config.data.source`):
+  'folder:PATH'       every .jpg/.jpeg/.png/.webp/.bmp/.gif under PATH, recursively (GIF: the
+                      first frame). RGBA is composited onto `config.data.background`, grayscale
+                      is expanded to RGB (or kept, with `channels=1`). Files that fail to decode
+                      are skipped with one warning naming them; other files are ignored.
+  'tfds:NAME[:SPLIT]' a TFDS dataset (split 'train' by default; `tfds_data_dir`); the image
+                      feature is found, or named by `tfds_image_key`; 'label' is carried.
+  'builtin:NAME'      a procedurally generated dataset (`jaxgan.data.builtin`: 'shapes'),
+                      `builtin_size` examples, no files or network needed.
+Then: resize by `config.data.resize` (see `jaxgan.data.tf_ops`), an optional random flip,
+and an infinite stream with a fresh shuffle every epoch.
+
+Determinism and resume: with the same seed the same batches come in the same order, and
+the position is one int, `DataIterator.step`. `create_iterator(config, start_step=k)` yields
+exactly the batches k, k+1, ... that an uninterrupted run yields. Folder and builtin
+sources draw every batch as a pure function of (seed, k) (`jaxgan.data.order`), so resuming
+is O(1) and the global batch does not depend on the number of processes; their epoch order
+is a permutation, so `shuffle_buffer` applies to TFDS only. TFDS resumes by skipping k
+local batches, which re-reads (or re-reads from its cache) that much data.
+
+Caching (`config.data.cache`): 'memory' keeps decoded, resized uint8 images in RAM after
+the first pass; a directory path keeps them there (reused by later runs with the same
+files and preprocessing); 'none' decodes again for every batch.
+
+TensorFlow is imported only when a pipeline is created, never by importing this module.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any, Callable, Iterator
+
+import jax
+import numpy as np
+
+from jaxgan.data import spec as spec_lib
+
+Batch = dict[str, Any]
+
+
+def _processes(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+  index = jax.process_index() if process_index is None else int(process_index)
+  count = jax.process_count() if process_count is None else int(process_count)
+  if not 0 <= index < count:
+    raise ValueError(f"process_index={index} is not in [0, process_count={count})")
+  return index, count
+
+
+def host_iterator(config, *, start_step: int = 0, process_index: int | None = None,
+                  process_count: int | None = None) -> Iterator[Batch]:
+  """This process's batches as numpy arrays, without device placement.
+
+  Args:
+    config: the full config (config.data, config.seed, config.train are read).
+    start_step: the first global batch to produce (the resume position).
+    process_index: this process; defaults to `jax.process_index()`.
+    process_count: number of processes; defaults to `jax.process_count()`.
+
+  Returns:
+    An infinite iterator of {'image': float32 [B/P, H, W, C] in [-1, 1]} (+ 'label' int32
+    [B/P] when the source has labels): this process's contiguous slice of each global batch.
+  """
+  spec = spec_lib.from_config(config)
+  index, count = _processes(process_index, process_count)
+  if spec.batch_size % count:
+    raise ValueError(f"the global batch of {spec.batch_size} images (train.batch_size * "
+                     f"train.d_steps) does not divide by the {count} processes")
+  if start_step < 0:
+    raise ValueError(f"start_step={start_step} must be >= 0")
+  from jaxgan.data import sources  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  return sources.host_batches(spec, int(start_step), index, count)
+
+
+def load_examples(config, num: int, *, start_step: int = 0, process_index: int | None = None,
+                  process_count: int | None = None) -> Batch:
+  """The first `num` examples of this process's stream from `start_step`, as numpy arrays.
+
+  For a grid of real images, or tests. Same arguments as `host_iterator`.
+
+  Returns:
+    {'image': float32 [num, H, W, C] in [-1, 1]} (+ 'label' [num]).
+  """
+  batches = host_iterator(config, start_step=start_step, process_index=process_index,
+                          process_count=process_count)
+  parts, have = [], 0
+  while have < num:
+    parts.append(next(batches))
+    have += len(parts[-1]["image"])
+  batches.close()
+  return {k: np.concatenate([p[k] for p in parts])[:num] for k in parts[0]}
+
+
+def default_sharding() -> jax.sharding.NamedSharding:
+  """Batch sharding along a 1-D mesh named 'data' over all devices."""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",),
+                           axis_types=(jax.sharding.AxisType.Auto,))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+
+
+def to_global(batch: Batch, sharding: jax.sharding.NamedSharding) -> Batch:
+  """Local numpy batch -> global jax.Arrays (leading axis split over the processes)."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+class _Failure:
+  """An exception raised in the prefetch thread, re-raised by `__next__`."""
+
+  def __init__(self, error: BaseException):
+    self.error = error
+
+
+class DataIterator:
+  """An iterator of global device batches that knows its position (`step`).
+
+  With `prefetch > 0`, one background thread keeps that many placed batches ready while
+  the training step runs; one thread and a FIFO queue keep the order deterministic.
+  """
+
+  def __init__(self, batches: Iterator[Batch], place: Callable[[Batch], Batch], *,
+               start_step: int = 0, prefetch: int = 2):
+    """Creates the iterator (use `create_iterator`).
+
+    Args:
+      batches: host batches, the first being global batch `start_step`.
+      place: host batch -> device batch.
+      start_step: position of the first batch.
+      prefetch: batches placed ahead of the consumer; 0 places them on demand.
+    """
+    self._batches, self._place = batches, place
+    self._step = int(start_step)
+    self._closed = False
+    self._thread = None
+    if prefetch > 0:
+      self._queue = queue.Queue(maxsize=prefetch)
+      self._stop = threading.Event()
+      self._thread = threading.Thread(target=self._produce, name="jaxgan-prefetch", daemon=True)
+      self._thread.start()
+
+  def _put(self, item) -> bool:
+    while not self._stop.is_set():
+      try:
+        self._queue.put(item, timeout=0.05)
+        return True
+      except queue.Full:
+        pass
+    return False
+
+  def _produce(self) -> None:
+    try:
+      for batch in self._batches:
+        if not self._put(self._place(batch)):
+          return
+      self._put(_Failure(StopIteration()))
+    except BaseException as e:  # pylint: disable=broad-except  (re-raised by __next__)
+      self._put(_Failure(e))
+
+  @property
+  def step(self) -> int:
+    """Number of batches yielded so far, counted from step 0: the resume position."""
+    return self._step
+
+  def __iter__(self) -> DataIterator:
+    return self
+
+  def __next__(self) -> Batch:
+    if self._closed:
+      raise RuntimeError("next() on a closed DataIterator")
+    if self._thread is None:
+      item = self._place(next(self._batches))
+    else:
+      item = self._queue.get()
+      if isinstance(item, _Failure):
+        raise item.error
+    self._step += 1
+    return item
+
+  def close(self) -> None:
+    """Stops the prefetch thread and releases the source. Idempotent."""
+    if self._closed:
+      return
+    self._closed = True
+    if self._thread is not None:
+      self._stop.set()
+      self._thread.join()
+    if hasattr(self._batches, "close"):
+      self._batches.close()
+
+  def __enter__(self) -> DataIterator:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def create_iterator(config, *, sharding: jax.sharding.NamedSharding | None = None,
+                    start_step: int = 0) -> DataIterator:
+  """The training data: global batches on the devices, from batch `start_step` on.
+
+  Args:
+    config: the full config (config.data, config.seed, config.train are read).
+    sharding: how a batch is placed; default `default_sharding()` (split along 'data').
+    start_step: the resume position, a previous `DataIterator.step`.
+
+  Returns:
+    A DataIterator of {'image': jax.Array float32 [B, H, W, C] in [-1, 1]} (+ 'label' int32
+    [B] when the source has labels), B = `jaxgan.config.images_per_step(config)`.
+  """
+  sharding = sharding or default_sharding()
+  batches = host_iterator(config, start_step=start_step)
+  return DataIterator(batches, lambda b: to_global(b, sharding), start_step=start_step,
+                      prefetch=config.data.prefetch)
