@@ -112,7 +112,10 @@ def flips(seed: int, positions: np.ndarray) -> np.ndarray:
 
 def to_float(images: np.ndarray) -> np.ndarray:
   """uint8 [0, 255] -> float32 [-1, 1] (x / 127.5 - 1)."""
-  return images.astype(np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
+  out = images.astype(np.float32)
+  out *= np.float32(1 / 127.5)
+  out -= np.float32(1.0)
+  return out
 
 
 def finish(images, positions: np.ndarray, *, seed: int, target: tuple[int, int],
@@ -136,10 +139,9 @@ def finish(images, positions: np.ndarray, *, seed: int, target: tuple[int, int],
     sizes = np.array([im.shape[:2] for im in images])
     offsets = crop_offsets(seed, positions, sizes, target)
     images = np.stack([im[y:y + th, x:x + tw] for im, (y, x) in zip(images, offsets)])
-  elif isinstance(images, list):
-    images = np.stack(images)
-  out = to_float(images)
+  else:  # A copy only if flipped in place below: to_float copies anyway.
+    images = np.array(images) if flip else np.asarray(images)
   if flip:
     sel = flips(seed, positions)
-    out[sel] = out[sel, :, ::-1]
-  return out
+    images[sel] = images[sel, :, ::-1]
+  return to_float(images)

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import uuid
 from typing import Sequence
 
 import numpy as np
@@ -86,7 +87,7 @@ def save(store: ImageStore, directory: str, name: str) -> None:
   """Writes `store` as `directory/name.npy` and `directory/name.index.npz`, atomically."""
   os.makedirs(directory, exist_ok=True)
   pixels_path, index_path = _paths(directory, name)
-  tmp = f".tmp{os.getpid()}"
+  tmp = f".tmp-{uuid.uuid4().hex}"  # Unique even for processes on other hosts.
   with open(pixels_path + tmp, "wb") as f:
     np.save(f, store.pixels)
   with open(index_path + tmp, "wb") as f:
