@@ -25,12 +25,15 @@ the position is one int, `DataIterator.step`. `create_iterator(config, start_ste
 exactly the batches k, k+1, ... that an uninterrupted run yields. Folder and builtin
 sources draw every batch as a pure function of (seed, k) (`jaxgan.data.order`), so resuming
 is O(1) and the global batch does not depend on the number of processes; their epoch order
-is a permutation, so `shuffle_buffer` applies to TFDS only. TFDS resumes by skipping k
-local batches, which re-reads (or re-reads from its cache) that much data.
+is a permutation, so `shuffle_buffer` applies to TFDS only. Every process decodes the whole
+folder/builtin dataset and takes its slice of each global batch. TFDS streams are sharded
+by process (each reads its part of the split, so its global batch depends on the number of
+processes) and resume by skipping k local batches, which re-reads that much data.
 
 Caching (`config.data.cache`): 'memory' keeps decoded, resized uint8 images in RAM after
 the first pass; a directory path keeps them there (reused by later runs with the same
-files and preprocessing); 'none' decodes again for every batch.
+files and preprocessing); 'none' decodes again for every batch (a folder is still read
+once at creation to find the files that decode, so that the order is fixed).
 
 TensorFlow is imported only when a pipeline is created, never by importing this module.
 """
@@ -120,11 +123,35 @@ class _Failure:
     self.error = error
 
 
+def _put(out: queue.Queue, stop: threading.Event, item) -> bool:
+  """Puts `item` unless `stop` is set first; returns whether it was put."""
+  while not stop.is_set():
+    try:
+      out.put(item, timeout=0.05)
+      return True
+    except queue.Full:
+      pass
+  return False
+
+
+def _produce(batches: Iterator[Batch], place: Callable[[Batch], Batch], out: queue.Queue,
+             stop: threading.Event) -> None:
+  """The prefetch thread: places batches in order until stopped (holds no DataIterator)."""
+  try:
+    for batch in batches:
+      if not _put(out, stop, place(batch)):
+        return
+    _put(out, stop, _Failure(StopIteration()))
+  except BaseException as e:  # pylint: disable=broad-except  (re-raised by __next__)
+    _put(out, stop, _Failure(e))
+
+
 class DataIterator:
   """An iterator of global device batches that knows its position (`step`).
 
   With `prefetch > 0`, one background thread keeps that many placed batches ready while
   the training step runs; one thread and a FIFO queue keep the order deterministic.
+  Call `close()` (or use it as a context manager) to stop the thread.
   """
 
   def __init__(self, batches: Iterator[Batch], place: Callable[[Batch], Batch], *,
@@ -140,30 +167,14 @@ class DataIterator:
     self._batches, self._place = batches, place
     self._step = int(start_step)
     self._closed = False
+    self._failure = None
     self._thread = None
+    self._stop = threading.Event()
     if prefetch > 0:
       self._queue = queue.Queue(maxsize=prefetch)
-      self._stop = threading.Event()
-      self._thread = threading.Thread(target=self._produce, name="jaxgan-prefetch", daemon=True)
+      self._thread = threading.Thread(target=_produce, name="jaxgan-prefetch", daemon=True,
+                                      args=(batches, place, self._queue, self._stop))
       self._thread.start()
-
-  def _put(self, item) -> bool:
-    while not self._stop.is_set():
-      try:
-        self._queue.put(item, timeout=0.05)
-        return True
-      except queue.Full:
-        pass
-    return False
-
-  def _produce(self) -> None:
-    try:
-      for batch in self._batches:
-        if not self._put(self._place(batch)):
-          return
-      self._put(_Failure(StopIteration()))
-    except BaseException as e:  # pylint: disable=broad-except  (re-raised by __next__)
-      self._put(_Failure(e))
 
   @property
   def step(self) -> int:
@@ -176,11 +187,14 @@ class DataIterator:
   def __next__(self) -> Batch:
     if self._closed:
       raise RuntimeError("next() on a closed DataIterator")
+    if self._failure is not None:  # The thread has ended; repeat its error.
+      raise self._failure.error
     if self._thread is None:
       item = self._place(next(self._batches))
     else:
       item = self._queue.get()
       if isinstance(item, _Failure):
+        self._failure = item
         raise item.error
     self._step += 1
     return item
@@ -195,6 +209,9 @@ class DataIterator:
       self._thread.join()
     if hasattr(self._batches, "close"):
       self._batches.close()
+
+  def __del__(self):
+    self._stop.set()  # Let an abandoned prefetch thread end.
 
   def __enter__(self) -> DataIterator:
     return self
