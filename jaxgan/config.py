@@ -179,7 +179,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if g.project == "conv":
     # A 1x1 latent is projected to the base map by one transposed conv; every base size works,
     # but a base of more than 64x64 from a 1x1 input is almost certainly a mistake in strides.
-    base = [size_chain(s, g.strides)[-1] for s in size]
+    base = [size_chain(s, g.strides[::-1])[-1] for s in size]
     if max(base) > 64:
       _fail("data.image_size", tuple(size),
             f"model.generator.strides {tuple(g.strides)} leave a {base[0]}x{base[1]} base map "
@@ -231,7 +231,7 @@ def symmetric_dcgan(config: ml_collections.ConfigDict, *, depth: int, increment:
 
 def base_size(config: ml_collections.ConfigDict) -> tuple[int, int]:
   """The generator's base feature-map size for the configured image size."""
-  strides = config.model.generator.strides
+  strides = tuple(config.model.generator.strides)[::-1]  # the output layer is undone first
   h, w = config.data.image_size
   return size_chain(h, strides)[-1], size_chain(w, strides)[-1]
 

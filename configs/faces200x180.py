@@ -1,0 +1,26 @@
+"""Keras-style symmetric DCGAN on non-square 200x180 (height x width) face crops.
+
+`depth` 5 (default) or 6, 32 kernels added per depth step. D sizes for depth 5:
+200x180 -> 100x90 -> 50x45 -> 25x23 -> 13x12 -> 7x6; G mirrors them exactly.
+
+Run:
+  python -m jaxgan.main --config configs/faces200x180.py --workdir runs/faces \
+      --config.data.source=folder:/path/to/faces --config.data.resize=resize
+  depth 6: --config configs/faces200x180.py:6
+"""
+
+from jaxgan import config as config_lib
+
+
+def get_config(depth: str = "5"):
+  c = config_lib.default_config()
+  c.data.image_size = (200, 180)
+  c.data.resize = "resize"
+  config_lib.symmetric_dcgan(c, depth=int(depth), increment=32, kernel_size=5, stride=2,
+                             dropout=0.3)
+  c.model.generator.project_norm_act = True
+  c.model.generator.activation = "leaky_relu"
+  c.model.discriminator.norm = "none"
+  c.train.g_steps = 1
+  c.optim.g_lr = c.optim.d_lr = 2e-4
+  return c

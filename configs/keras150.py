@@ -1,0 +1,23 @@
+"""Keras-style symmetric DCGAN on 150x150 RGB: depth 4, 32 kernels added per depth step.
+
+D: Conv(32, 64, 96, 128; k5, s2) LeakyReLU(0.2) + dropout 0.3 -> Dense(1); sizes 150-75-38-19-10.
+G mirrors it: Dense -> 10x10x128 -> ConvT 96 (19) -> 64 (38) -> 32 (75) -> 3 (150) tanh.
+
+Run:
+  python -m jaxgan.main --config configs/keras150.py --workdir runs/keras150
+"""
+
+from jaxgan import config as config_lib
+
+
+def get_config(arg: str = ""):
+  del arg
+  c = config_lib.default_config()
+  c.data.image_size = (150, 150)
+  config_lib.symmetric_dcgan(c, depth=4, increment=32, kernel_size=5, stride=2, dropout=0.3)
+  c.model.generator.project_norm_act = True
+  c.model.generator.activation = "leaky_relu"
+  c.model.discriminator.norm = "none"
+  c.train.g_steps = 1
+  c.optim.g_lr = c.optim.d_lr = 2e-4
+  return c

@@ -1,0 +1,27 @@
+"""The classic DCGAN of Radford et al. (2016) at 64x64.
+
+G: 1x1 latent(100) -> ConvT(512, k4) to 4x4 BN ReLU -> ConvT 256, 128, 64 (k4, s2) BN ReLU
+   -> ConvT 3 (k4, s2) tanh. D: Conv 64 (k4, s2) LReLU(0.2) -> Conv 128, 256, 512 BN LReLU
+   -> 4x4 conv to one logit. No biases before BatchNorm; weights ~ normal(0, 0.02).
+Adam(2e-4, beta1=0.5), 1 D + 1 G update, batch 128.
+
+Run:
+  python -m jaxgan.main --config configs/radford64.py --workdir runs/radford64 \
+      --config.data.source=tfds:celeb_a:train
+"""
+
+from jaxgan import config as config_lib
+
+
+def get_config():
+  c = config_lib.default_config()
+  c.data.image_size = (64, 64)
+  g, d = c.model.generator, c.model.discriminator
+  g.project, g.base_features, g.project_norm_act = "conv", 512, True
+  g.features, g.strides, g.kernel_size = (256, 128, 64), (2, 2, 2, 2), 4
+  g.init, g.use_bias = "dcgan", False
+  d.features, d.strides, d.kernel_size = (64, 128, 256, 512), (2, 2, 2, 2), 4
+  d.first_layer_norm, d.init, d.use_bias = False, "dcgan", False
+  c.train.batch_size, c.train.g_steps = 128, 1
+  c.optim.g_lr = c.optim.d_lr = 2e-4
+  return c

@@ -1,0 +1,120 @@
+r"""Benchmark of the compiled GAN step on synthetic data (no TensorFlow needed).
+
+  python -m jaxgan.benchmark --config configs/dcgan128.py [--config.train.batch_size=64]
+  python -m jaxgan.benchmark --config configs/dcgan128.py --sweep --batches=32,256 \
+      --dtypes=float32,bfloat16 --json_out=bench.json
+
+Prints, per configuration: backend and device kind, compile time, median/min/max seconds
+per step over --steps timed steps after --warmup steps, images per second, XLA's FLOPs
+per step, achieved TFLOP/s and peak memory (device memory stats where the backend has
+them, else the process's peak RSS), then one line starting with `JSON`.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxgan import config as config_lib
+from jaxgan import sharding, state as state_lib, steps
+from jaxgan.models import create_models
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=False)
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+_SWEEP = flags.DEFINE_bool("sweep", False, "Sweep --batches x --dtypes and print a table.")
+_BATCHES = flags.DEFINE_list("batches", ["32", "256"], "Batch sizes of the sweep.")
+_DTYPES = flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Dtypes of the sweep.")
+_JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the results to this JSON file.")
+
+
+def _peak_memory_mib() -> tuple[float, str]:
+  stats = jax.devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    return stats["peak_bytes_in_use"] / 2**20, "device"
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "host_rss"
+
+
+def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
+                   warmup: int = 2) -> dict[str, Any]:
+  """Compiles and times the training step of `config` on a synthetic batch."""
+  config_lib.validate(config)
+  mesh = sharding.make_mesh()
+  sharding.check_batch_divides(config.train.batch_size, mesh)
+  generator, discriminator = create_models(
+      config, bn_axis_name=sharding.DATA_AXIS if config.train.sync_batchnorm else None)
+  state = jax.device_put(state_lib.create_state(config, generator, discriminator),
+                         sharding.replicated(mesh))
+  h, w = config.data.image_size
+  shape = (config_lib.images_per_step(config), h, w, config.data.channels)
+  images = jax.random.uniform(jax.random.key(1), shape, jnp.float32, -1.0, 1.0)
+  batch = {"image": jax.device_put(images, sharding.batch_sharding(mesh))}
+
+  t0 = time.perf_counter()
+  compiled = steps.make_train_step(config, mesh).lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float((cost or {}).get("flops", 0.0))
+
+  for _ in range(warmup):
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready(metrics)
+  times = []
+  for _ in range(num_steps):
+    t = time.perf_counter()
+    state, metrics = compiled(state, batch)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - t)
+  med = statistics.median(times)
+  peak, peak_kind = _peak_memory_mib()
+  dev = jax.devices()[0]
+  return dict(
+      backend=jax.default_backend(), device_kind=dev.device_kind, num_devices=jax.device_count(),
+      image_size=list(config.data.image_size), batch=config.train.batch_size,
+      dtype=config.model.dtype, d_steps=config.train.d_steps, g_steps=config.train.g_steps,
+      upsample_impl=config.model.upsample_impl, compile_s=compile_s, median_s=med,
+      min_s=min(times), max_s=max(times), images_per_s=config.train.batch_size / med,
+      flops_per_step=flops, tflops_per_s=flops / med / 1e12, peak_memory_mib=peak,
+      peak_memory_kind=peak_kind, losses=[float(metrics["loss/d"]), float(metrics["loss/g"])])
+
+
+def format_row(r: dict[str, Any]) -> str:
+  return (f"{r['backend']:>4} {r['device_kind'][:18]:<18} batch {r['batch']:>4} {r['dtype']:<8} "
+          f"compile {r['compile_s']:6.1f} s  step {r['median_s']:8.4f} s "
+          f"(min {r['min_s']:.4f}, max {r['max_s']:.4f})  {r['images_per_s']:9.1f} img/s  "
+          f"{r['flops_per_step'] / 1e9:8.1f} GFLOP/step  {r['tflops_per_s']:7.3f} TFLOP/s  "
+          f"peak {r['peak_memory_mib']:8.0f} MiB ({r['peak_memory_kind']})")
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  if config is None:
+    raise app.UsageError("--config is required, e.g. --config configs/dcgan128.py")
+  runs = [(int(b), d) for b in _BATCHES.value for d in _DTYPES.value] if _SWEEP.value else [None]
+  results = []
+  for run in runs:
+    cfg = ml_collections.ConfigDict(config.to_dict())
+    if run is not None:
+      cfg.train.batch_size, cfg.model.dtype = run
+    r = benchmark_step(cfg, num_steps=_STEPS.value, warmup=_WARMUP.value)
+    results.append(r)
+    print(format_row(r), flush=True)
+    print("JSON " + json.dumps(r), flush=True)
+  if _JSON_OUT.value:
+    with open(_JSON_OUT.value, "w") as f:
+      json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,69 @@
+"""Gradient penalties on the discriminator's input, computed with `jax.grad` inside the step.
+
+Each penalty takes `critic` (images [B, H, W, C] -> logits [B]), the real and fake
+batches, a PRNG key and `uniform(key, shape)` (the step passes one that draws the rows of
+the global batch, so results do not depend on the device count), and returns a scalar (the step multiplies it by
+`config.train.penalty_weight`):
+  wgan_gp: E[(||grad D(x_hat)|| - 1)^2], x_hat uniformly between real and fake (Gulrajani et al. 2017).
+  r1:      E[||grad D(x)||^2] / 2 on reals (Mescheder et al. 2018); weight = gamma.
+  dragan:  E[(||grad D(x_hat)|| - 1)^2], x_hat uniformly between reals and reals perturbed by
+           0.5 * std(reals) * U[0, 1] noise (Kodali et al. 2017).
+
+BatchNorm and per-sample penalties: with BatchNorm in training mode, D(x_i) depends on
+every x_j of the batch, so grad_x sum_i D(x_i) mixes samples and ||grad D(x_i)|| is no
+longer the per-sample gradient the penalty is defined on; the WGAN-GP paper drops
+BatchNorm from the critic for this reason. `config.validate` rejects the combination
+unless `train.allow_batchnorm_with_penalty` is set (tests/regularizers_test.py shows the
+cross-sample gradient).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Critic = Callable[[Array], Array]
+
+
+def input_grad_norms(critic: Critic, x: Array) -> Array:
+  """Per-sample L2 norms of d(sum_i critic(x)_i)/dx, shape [B]."""
+  grads = jax.grad(lambda y: critic(y).sum())(x)
+  return jnp.sqrt(jnp.sum(jnp.square(grads.astype(jnp.float32)), axis=tuple(range(1, x.ndim))) + 1e-12)
+
+
+Uniform = Callable[[Array, tuple[int, ...]], Array]
+
+
+def _per_sample(uniform: Uniform, key: Array, x: Array) -> Array:
+  return uniform(key, (x.shape[0],) + (1,) * (x.ndim - 1)).astype(x.dtype)
+
+
+def wgan_gp(critic: Critic, real: Array, fake: Array, key: Array,
+            uniform: Uniform = jax.random.uniform) -> Array:
+  alpha = _per_sample(uniform, key, real)
+  x_hat = real + alpha * (fake - real)
+  return jnp.mean(jnp.square(input_grad_norms(critic, x_hat) - 1.0))
+
+
+def r1(critic: Critic, real: Array, fake: Array, key: Array,
+       uniform: Uniform = jax.random.uniform) -> Array:
+  del fake, key, uniform
+  return 0.5 * jnp.mean(jnp.square(input_grad_norms(critic, real)))
+
+
+def dragan(critic: Critic, real: Array, fake: Array, key: Array,
+           uniform: Uniform = jax.random.uniform) -> Array:
+  del fake
+  k_noise, k_alpha = jax.random.split(key)
+  perturbed = real + 0.5 * jnp.std(real) * uniform(k_noise, real.shape).astype(real.dtype)
+  alpha = _per_sample(uniform, k_alpha, real)
+  x_hat = real + alpha * (perturbed - real)
+  return jnp.mean(jnp.square(input_grad_norms(critic, x_hat) - 1.0))
+
+
+PENALTIES = {"none": None, "wgan_gp": wgan_gp, "r1": r1, "dragan": dragan}
+# Penalties defined on per-sample input gradients (all of them today).
+PER_SAMPLE_PENALTIES = ("wgan_gp", "r1", "dragan")

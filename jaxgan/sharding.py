@@ -1,0 +1,35 @@
+"""The device mesh and the shardings of the state and the batch."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh named 'data' over `devices` (default: every device of every process).
+
+  Auto axis types keep jit's automatic partitioning (jax.make_mesh defaults to Explicit,
+  which rejects unsharded inputs to shard_map; see PITFALLS.md).
+  """
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) dimension split over the data axis."""
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def check_batch_divides(global_batch: int, mesh: Mesh) -> None:
+  n = mesh.shape[DATA_AXIS]
+  if global_batch % n:
+    raise ValueError(f"config.train.batch_size={global_batch} does not divide by the {n} devices "
+                     f"of the mesh: choose a multiple of {n}")
