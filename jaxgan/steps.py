@@ -84,7 +84,7 @@ def d_update(d: TrainState, g: TrainState, real: Array, key: Array, *, loss: los
 
   grads, (stats, metrics) = jax.grad(loss_fn, has_aux=True)(d.params)
   grads = _pmean(grads, axis_name)
-  metrics["grad_norm/d"] = optax.global_norm(grads)
+  metrics["grad_norm/d"] = optax.tree.norm(grads)
   return d.apply_gradients(grads=grads, batch_stats=stats), g_stats, metrics
 
 
@@ -102,7 +102,7 @@ def g_update(g: TrainState, d: TrainState, key: Array, *, loss: losses_lib.GANLo
   (l_g, (g_stats, d_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g.params)
   grads = _pmean(grads, axis_name)
   g = g.apply_gradients(grads=grads, batch_stats=g_stats)
-  return g, d_stats, {"loss/g": l_g, "grad_norm/g": optax.global_norm(grads)}
+  return g, d_stats, {"loss/g": l_g, "grad_norm/g": optax.tree.norm(grads)}
 
 
 def train_step(state: GANState, batch: Batch, *, d_steps: int, g_steps: int, ema_decay: float,
