@@ -50,8 +50,7 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
   config_lib.validate(config)
   mesh = sharding.make_mesh()
   sharding.check_batch_divides(config.train.batch_size, mesh)
-  generator, discriminator = create_models(
-      config, bn_axis_name=sharding.DATA_AXIS if config.train.sync_batchnorm else None)
+  generator, discriminator = create_models(config)
   state = jax.device_put(state_lib.create_state(config, generator, discriminator),
                          sharding.replicated(mesh))
   h, w = config.data.image_size

@@ -6,23 +6,24 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxgan.models import dcgan
+from jaxgan.sharding import DATA_AXIS
 
 MODELS = {"dcgan": (dcgan.Generator, dcgan.Discriminator)}
 
 
-def create_models(config: ml_collections.ConfigDict, *, bn_axis_name: str | None = None):
+def create_models(config: ml_collections.ConfigDict):
   """Returns (generator, discriminator) Flax modules for `config.model`.
 
-  Args:
-    config: the full config (the image size and channels come from `config.data`).
-    bn_axis_name: mesh axis over which BatchNorm statistics are averaged in training
-      (synchronised BatchNorm); None keeps them per device.
+  The image size and channels come from `config.data`. With `config.train.sync_batchnorm`
+  BatchNorm statistics are averaged over the mesh's data axis in training mode (the step
+  runs under shard_map); otherwise each device normalises by its own slice.
   """
   m = config.model
   if m.name not in MODELS:
     raise ValueError(f"config.model.name={m.name!r} is invalid: expected one of {sorted(MODELS)}")
   gen_cls, disc_cls = MODELS[m.name]
   dtype = jnp.dtype(m.dtype)
+  bn_axis_name = DATA_AXIS if config.train.sync_batchnorm else None
   g, d = m.generator, m.discriminator
   gen = gen_cls(
       image_size=tuple(config.data.image_size), channels=config.data.channels,

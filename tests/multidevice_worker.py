@@ -1,0 +1,61 @@
+"""Run in a subprocess with simulated CPU devices by tests/multidevice_test.py.
+
+Prints one JSON line: for each variant, the max absolute difference between the parameters
+after N steps on all devices and on one device with the same global batch, noise and data.
+"""
+
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgan import sharding, state as state_lib, steps
+from jaxgan.models import create_models
+from tests.helpers import tiny_config
+
+# A bias right before BatchNorm has an analytically zero gradient; Adam would turn its
+# rounding noise into lr-sized steps, so the BatchNorm variants go without biases (as
+# Radford's DCGAN does).
+NO_BIAS = {"model.generator.use_bias": False, "model.discriminator.use_bias": False}
+VARIANTS = {
+    "no_batchnorm": {"model.generator.norm": "layer", "model.discriminator.norm": "none"},
+    "sync_batchnorm": {"train.sync_batchnorm": True, **NO_BIAS},
+    "per_device_batchnorm": NO_BIAS,
+}
+
+
+def train(config, devices, num_steps, images):
+  mesh = sharding.make_mesh(devices)
+  generator, discriminator = create_models(config)
+  state = jax.device_put(state_lib.create_state(config, generator, discriminator),
+                         sharding.replicated(mesh))
+  batch = {"image": jax.device_put(images, sharding.batch_sharding(mesh))}
+  step = steps.make_train_step(config, mesh)
+  for _ in range(num_steps):
+    state, metrics = step(state, batch)
+    # Block on every step: queuing collective steps on simulated CPU devices can abort
+    # with XLA's "Termination timeout for all reduce" (PITFALLS.md).
+    jax.block_until_ready(metrics)
+  return jax.device_get((state.g.params, state.d.params, state.g.batch_stats, state.d.batch_stats))
+
+
+def max_abs_diff(a, b):
+  return max(float(np.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def main(num_steps):
+  out = {"devices": jax.device_count()}
+  images = jax.random.uniform(jax.random.key(3), (8, 16, 16, 3), minval=-1, maxval=1)
+  for name, overrides in VARIANTS.items():
+    config = tiny_config(**{"train.g_steps": 2, **overrides})
+    many = train(config, jax.devices(), num_steps, images)
+    one = train(config, jax.devices()[:1], num_steps, images)
+    out[name] = {"params": max_abs_diff(many[:2], one[:2]),
+                 "finite": bool(all(np.isfinite(x).all() for x in jax.tree.leaves(many)))}
+  print("RESULT " + json.dumps(out))
+
+
+if __name__ == "__main__":
+  main(int(sys.argv[1]))
