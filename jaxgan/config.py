@@ -7,6 +7,7 @@ compiled and raises `ConfigError` naming the field, the bad value and what is al
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import ml_collections
@@ -16,7 +17,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "tanh", "elu", "gelu")
 INITS = ("dcgan", "xavier", "default")
 DTYPES = ("float32", "bfloat16")
 PROJECTIONS = ("dense", "conv")
-UPSAMPLE_IMPLS = ("auto", "subpixel", "lax")
+UPSAMPLE_IMPLS = ("auto", "col2im", "lax")
 RESIZE_POLICIES = ("center_crop", "random_crop", "resize")
 
 
@@ -101,6 +102,7 @@ def default_config() -> ml_collections.ConfigDict:
 
   # ---- the loop (jaxgan/train.py) ----
   c.log_every = 50
+  c.log_every_secs = 60.0  # also log when this long has passed since the last log; 0: off
   c.sample_every = 500
   c.checkpoint_every = 1000
   c.max_to_keep = 3
@@ -190,6 +192,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   source = config.data.source
   if not any(source.startswith(p) for p in ("builtin:", "folder:", "tfds:")):
     _fail("data.source", source, "expected 'builtin:NAME', 'folder:PATH' or 'tfds:NAME[:SPLIT]'")
+  if source.startswith("folder:"):
+    path = os.path.abspath(os.path.expanduser(source[len("folder:"):]))
+    if not os.path.isdir(path):
+      what = "is not a directory" if os.path.exists(path) else "does not exist"
+      _fail("data.source", source, f"{path} {what}; expected 'folder:PATH' with PATH a "
+            f"directory of images")
 
   _check_choice(config, "train.loss", tuple(losses.LOSSES))
   _check_choice(config, "train.penalty", tuple(regularizers.PENALTIES))
@@ -197,6 +205,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "optim.g_lr", "optim.d_lr", "log_every", "sample_every", "checkpoint_every",
                 "max_to_keep", "num_samples"):
     _check_positive(config, field)
+  if not config.log_every_secs >= 0:
+    _fail("log_every_secs", config.log_every_secs, "expected seconds >= 0 (0: log by steps only)")
   if not 0.0 <= config.train.label_smoothing < 1.0:
     _fail("train.label_smoothing", config.train.label_smoothing, "expected a value in [0, 1)")
   if not 0.0 <= config.train.ema_decay < 1.0:

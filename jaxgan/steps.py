@@ -160,7 +160,7 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh, *, donate: bo
   fn = functools.partial(train_step, axis_name=DATA_AXIS, **step_options(config))
   # check_vma=False: gradients are per-device and averaged explicitly by `_pmean` (with
   # varying-type checking on, grad would psum them implicitly and the custom VJP of
-  # models/layers.conv_valid would need device-varying annotations).
+  # models/layers.conv_transpose_col2im would need device-varying annotations).
   sharded = jax.shard_map(fn, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()),
                           check_vma=False)
   return jax.jit(sharded, donate_argnums=(0,) if donate else ())

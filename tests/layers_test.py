@@ -22,16 +22,16 @@ def _inputs(in_h, in_w, k, cin=3, cout=5, batch=2):
 
 
 @pytest.mark.parametrize("in_h,in_w,out_h,out_w,k,s", CASES)
-def test_subpixel_equals_lax_forward_and_gradient(in_h, in_w, out_h, out_w, k, s):
+def test_col2im_equals_lax_forward_and_gradient(in_h, in_w, out_h, out_w, k, s):
   x, w = _inputs(in_h, in_w, k)
   ref = layers.conv_transpose_lax(x, w, (s, s), (out_h, out_w))
-  got = layers.conv_transpose_subpixel(x, w, (s, s), (out_h, out_w))
+  got = layers.conv_transpose_col2im(x, w, (s, s), (out_h, out_w))
   assert got.shape == ref.shape == (2, out_h, out_w, 5)
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
   ct = jax.random.normal(jax.random.key(7), ref.shape)  # a random cotangent
   grads = lambda fn: jax.grad(lambda x, w: jnp.sum(fn(x, w, (s, s), (out_h, out_w)) * ct),
                               argnums=(0, 1))(x, w)
-  for g_ref, g_got in zip(grads(layers.conv_transpose_lax), grads(layers.conv_transpose_subpixel)):
+  for g_ref, g_got in zip(grads(layers.conv_transpose_lax), grads(layers.conv_transpose_col2im)):
     np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-4)
 
 
@@ -46,25 +46,13 @@ def test_lax_reference_is_the_adjoint_of_a_same_convolution(in_h, in_w, out_h, o
                              rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("cin,cout", [(3, 8), (8, 3)])  # im2col and col2im branches
-def test_conv_valid_matches_xla_convolution(cin, cout):
-  x, w = _inputs(9, 7, 3, cin, cout)
-  w = w[:, :2]  # a non-square kernel
-  ref_fn = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=DN)
-  np.testing.assert_allclose(layers.conv_valid(x, w), ref_fn(x, w), rtol=1e-5, atol=1e-5)
-  loss = lambda fn: lambda x, w: jnp.sum(jnp.sin(fn(x, w)))
-  for g_ref, g_got in zip(jax.grad(loss(ref_fn), (0, 1))(x, w),
-                          jax.grad(loss(layers.conv_valid), (0, 1))(x, w)):
-    np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-4)
-
-
 def test_bad_output_size_is_rejected():
   x, w = _inputs(4, 4, 5)
   with pytest.raises(ValueError, match="maps 4 to 7..8, not 10"):
-    layers.conv_transpose_subpixel(x, w, (2, 2), (10, 8))
+    layers.conv_transpose_col2im(x, w, (2, 2), (10, 8))
 
 
-@pytest.mark.parametrize("impl", ["subpixel", "lax"])
+@pytest.mark.parametrize("impl", ["col2im", "lax"])
 def test_module_matches_flax_conv_transpose_shapes_and_params(impl):
   # Same parameter layout as flax's ConvTranspose; the output equals lax with our padding.
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
@@ -78,6 +66,6 @@ def test_module_matches_flax_conv_transpose_shapes_and_params(impl):
                              rtol=1e-5, atol=1e-5)
 
 
-def test_auto_picks_subpixel_on_cpu():
+def test_auto_picks_col2im_on_cpu():
   assert jax.default_backend() == "cpu"
-  assert layers.resolve_upsample_impl("auto") == "subpixel"
+  assert layers.resolve_upsample_impl("auto") == "col2im"

@@ -10,10 +10,12 @@ generator can mirror a discriminator exactly, odd sizes included.
 Why a second formulation: on XLA CPU the kernel gradient of a stride-2 transposed
 convolution takes a slow path (20 s for one 32x32x256 -> 64x64x128 layer at batch 4,
 see PITFALLS.md), and XLA CPU's convolutions in general run at about a third of its
-matmul speed. `conv_transpose_subpixel` computes the same thing as one stride-1
-convolution with s*s times the output channels followed by depth-to-space, and that
-convolution (`conv_valid`) is computed, forward and backward, as large matmuls. On
-other backends ('auto') XLA's own transposed convolution is used.
+matmul speed (53 vs 141 GFLOP/s here). `conv_transpose_col2im` computes the same thing
+as one matmul over all kernel taps and a sum of shifted slices, with a hand-written
+backward pass made of two more matmuls, and multiplies no zero taps (a sub-pixel
+formulation, tried first, pads every phase's sub-kernel to 3x3 for a 5x5 kernel at
+stride 2: 44% more FLOPs, and measured slower). On other backends ('auto') XLA's own
+transposed convolution is used.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 Array = jax.Array
 Dtype = Any
@@ -55,115 +56,86 @@ def conv_transpose_lax(x: Array, kernel: Array, strides: Sequence[int],
                                 transpose_kernel=False)
 
 
-@functools.lru_cache(maxsize=None)
-def _subpixel_plan(in_size: int, out_size: int, k: int, s: int):
-  """Per-axis plan: phase tap indices into the kernel (k = zero tap), input window, Q."""
+def _tap_plan(in_size: int, out_size: int, k: int, s: int):
+  """Per axis: for each output phase r (o = s*q + r), the taps j and offsets d with
+  y[s*q + r] += x[q + d] * w[j]; plus the padding of x's axis that keeps q + d in range."""
   lo, _ = transpose_padding(in_size, out_size, k, s)
-  phases = []
-  for r in range(s):
-    j0 = (lo - r) % s
-    taps = list(range(j0, k, s))
-    phases.append(((r + j0 - lo) // s, taps))  # output s*q+r reads x[q + c + m] * w[taps[m]]
-  live = [(c, taps) for c, taps in phases if taps]
-  start = min(c for c, _ in live)
-  length = max(c + len(taps) for c, taps in live) - start
-  idx = np.full((s, length), k, dtype=np.int32)
-  for r, (c, taps) in enumerate(phases):
-    for m, j in enumerate(taps):
-      idx[r, c - start + m] = j
   q = -(-out_size // s)
-  return idx, start, length, q
+  phases = [[(j, (r + j - lo) // s) for j in range(k) if (r + j - lo) % s == 0] for r in range(s)]
+  offsets = [d for taps in phases for _, d in taps]
+  pad = (max(0, -min(offsets)), max(0, q - 1 + max(offsets) - (in_size - 1)))
+  return phases, q, pad
 
 
-def _shifted(x: Array, kh: int, kw: int, oh: int, ow: int) -> list[Array]:
-  """The kh*kw windows x[:, i:i+oh, j:j+ow], tap-major (i, then j)."""
-  return [x[:, i:i + oh, j:j + ow] for i in range(kh) for j in range(kw)]
+def _matmul_taps(x: Array, kernel: Array) -> Array:
+  """z[b, h, w, i, j, o] = x[b, h, w] . kernel[i, j, :, o], as one [N, Cin] x [Cin, k*k*Cout] matmul."""
+  (kh, kw, cin, cout), (b, h, w) = kernel.shape, x.shape[:3]
+  z = x.reshape(-1, cin) @ kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
+  return z.reshape(b, h, w, kh, kw, cout)
 
 
-def _col2im(z: Array, kh: int, kw: int, oh: int, ow: int) -> Array:
-  """Adjoint of `_shifted`: sums tap t's [B, oh, ow, C] slice of z into its window of x."""
-  b, c = z.shape[0], z.shape[-1] // (kh * kw)
-  out = 0
-  for t, (i, j) in enumerate((i, j) for i in range(kh) for j in range(kw)):
-    out = out + jnp.pad(z[..., t * c:(t + 1) * c], ((0, 0), (i, kh - 1 - i), (j, kw - 1 - j), (0, 0)))
-  return out.reshape(b, oh + kh - 1, ow + kw - 1, c)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_transpose_col2im(x: Array, kernel: Array, strides: tuple[int, int],
+                          out_size: tuple[int, int]) -> Array:
+  """Same result as `conv_transpose_lax`, as one exact matmul and a col2im of its taps.
 
-
-@jax.custom_vjp
-def conv_valid(x: Array, kernel: Array) -> Array:
-  """Stride-1 VALID convolution (NHWC, HWIO) computed with matrix products.
-
-  XLA CPU runs its convolutions at about a third of its matmul speed here (53 vs 141
-  GFLOP/s for a 3x3x256x512 layer at batch 32) and their kernel gradients ten times
-  slower still, so the forward and both gradients are formed as large matmuls:
-  im2col (patches of x times the [k*k*Cin, Cout] kernel) when Cin <= Cout, else col2im
-  (x times the [Cin, k*k*Cout] kernel, then the k*k shifted slices summed), whichever
-  materialises the smaller intermediate.
+  z = x @ W for all k*k taps ([B, H, W, kh, kw, Cout]: the transposed conv's FLOPs, no
+  zero taps, in one large matrix product); then output phase (r_h, r_w) is the sum of its
+  taps' slices of z, shifted on the input grid. The backward pass stacks shifted slices
+  of the output gradient into dz and forms both gradients as one matmul each.
   """
-  return _conv_valid_fwd(x, kernel)[0]
-
-
-def _conv_valid_fwd(x, kernel):
-  kh, kw, cin, cout = kernel.shape
-  oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-  if cin <= cout:  # im2col
-    y = jnp.einsum("bhwk,ko->bhwo", jnp.concatenate(_shifted(x, kh, kw, oh, ow), -1),
-                   kernel.reshape(kh * kw * cin, cout))
-  else:  # col2im: z[b, h, w, (tap, o)] = x[b, h, w] . kernel[tap, :, o]
-    z = jnp.einsum("bhwc,tco->bhwto", x, kernel.reshape(kh * kw, cin, cout))
-    y = sum(zt[:, :, :, t] for t, zt in enumerate(_shifted(z, kh, kw, oh, ow)))
-  return y, (x, kernel)
-
-
-def _conv_valid_bwd(res, dy):
-  x, kernel = res
-  kh, kw, cin, cout = kernel.shape
-  oh, ow = dy.shape[1:3]
-  if cin <= cout:
-    patches = jnp.concatenate(_shifted(x, kh, kw, oh, ow), -1)
-    dkernel = jnp.einsum("bhwk,bhwo->ko", patches, dy).reshape(kernel.shape)
-    dx = _col2im(jnp.einsum("bhwo,ko->bhwk", dy, kernel.reshape(kh * kw * cin, cout)),
-                 kh, kw, oh, ow)
-  else:
-    # dz[b, h, w, tap] = dy[b, h - i, w - j] (zero outside): windows of dy padded by k-1.
-    dyp = jnp.pad(dy, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
-    dz = jnp.stack(_shifted(dyp, kh, kw, x.shape[1], x.shape[2])[::-1], axis=3)
-    dkernel = jnp.einsum("bhwc,bhwto->tco", x, dz).reshape(kernel.shape)
-    dx = jnp.einsum("bhwto,tco->bhwc", dz, kernel.reshape(kh * kw, cin, cout))
-  return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
-
-
-conv_valid.defvjp(_conv_valid_fwd, _conv_valid_bwd)
-
-
-def conv_transpose_subpixel(x: Array, kernel: Array, strides: Sequence[int],
-                            out_size: Sequence[int]) -> Array:
-  """Same result as `conv_transpose_lax`, as a stride-1 conv followed by depth-to-space."""
-  (kh, kw, cin, cout), (sh, sw) = kernel.shape, strides
-  idx_h, start_h, len_h, qh = _subpixel_plan(x.shape[1], out_size[0], kh, sh)
-  idx_w, start_w, len_w, qw = _subpixel_plan(x.shape[2], out_size[1], kw, sw)
-  # One kernel for all s*s phases: zeros where a phase has no tap.
-  kpad = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
-  sub = kpad[idx_h[:, :, None, None], idx_w[None, None, :, :]]  # (sh, Lh, sw, Lw, cin, cout)
-  sub = sub.transpose(1, 3, 4, 0, 2, 5).reshape(len_h, len_w, cin, sh * sw * cout)
-  # Input window x[start : start + q + L - 1] per axis, zero outside x.
-  def window(n, start, q, length):
-    lo = max(0, -start)
-    hi = max(0, start + q + length - 1 - n)
-    return (lo, hi), start + lo
-  (ph, oh), (pw, ow) = window(x.shape[1], start_h, qh, len_h), window(x.shape[2], start_w, qw, len_w)
-  xp = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
-  xp = xp[:, oh:oh + qh + len_h - 1, ow:ow + qw + len_w - 1]
-  y = conv_valid(xp, sub)
-  b = x.shape[0]
-  y = y.reshape(b, qh, qw, sh, sw, cout).transpose(0, 1, 3, 2, 4, 5)
+  (kh, kw, _, cout), (sh, sw), b = kernel.shape, strides, x.shape[0]
+  ph, qh, (plh, phh) = _tap_plan(x.shape[1], out_size[0], kh, sh)
+  pw, qw, (plw, phw) = _tap_plan(x.shape[2], out_size[1], kw, sw)
+  z = jnp.pad(_matmul_taps(x, kernel), ((0, 0), (plh, phh), (plw, phw), (0, 0), (0, 0), (0, 0)))
+  rows = []
+  for taps_h in ph:
+    row = []
+    for taps_w in pw:
+      y = jnp.zeros((b, qh, qw, cout), x.dtype)
+      for i, dh in taps_h:
+        for j, dw in taps_w:
+          y = y + z[:, plh + dh:plh + dh + qh, plw + dw:plw + dw + qw, i, j]
+      row.append(y)
+    rows.append(jnp.stack(row, axis=3))  # (b, qh, qw, sw, cout)
+  y = jnp.stack(rows, axis=2)  # (b, qh, sh, qw, sw, cout)
   return y.reshape(b, qh * sh, qw * sw, cout)[:, :out_size[0], :out_size[1]]
 
 
+def _col2im_fwd(x, kernel, strides, out_size):
+  return conv_transpose_col2im(x, kernel, strides, out_size), (x, kernel)
+
+
+def _col2im_bwd(strides, out_size, res, dy):
+  x, kernel = res
+  (kh, kw, cin, cout), (sh, sw), (b, h, w) = kernel.shape, strides, x.shape[:3]
+  ph, qh, _ = _tap_plan(h, out_size[0], kh, sh)
+  pw, qw, _ = _tap_plan(w, out_size[1], kw, sw)
+  dy = jnp.pad(dy, ((0, 0), (0, qh * sh - out_size[0]), (0, qw * sw - out_size[1]), (0, 0)))
+  dy = dy.reshape(b, qh, sh, qw, sw, cout)
+  # dz[h, i] = dy_phase(i)[h - d_i]: shifted windows of each phase's gradient, zero outside.
+  cols = {}
+  for rh, taps_h in enumerate(ph):
+    for rw, taps_w in enumerate(pw):
+      dyp = jnp.pad(dy[:, :, rh, :, rw], ((0, 0), (h, h), (w, w), (0, 0)))
+      for i, dh in taps_h:
+        for j, dw in taps_w:
+          cols[i, j] = dyp[:, h - dh:2 * h - dh, w - dw:2 * w - dw]
+  dz = jnp.stack([cols[i, j] for i in range(kh) for j in range(kw)], axis=3)
+  dz = dz.reshape(b * h * w, kh * kw * cout)
+  w2 = kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
+  dx = (dz @ w2.T).reshape(x.shape)
+  dkernel = (x.reshape(-1, cin).T @ dz).reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3)
+  return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+conv_transpose_col2im.defvjp(_col2im_fwd, _col2im_bwd)
+
+
 def resolve_upsample_impl(impl: str) -> str:
-  """'auto' is sub-pixel on CPU (see module docstring) and XLA's own kernel elsewhere."""
+  """'auto' is col2im on CPU (see module docstring) and XLA's own kernel elsewhere."""
   if impl == "auto":
-    return "subpixel" if jax.default_backend() == "cpu" else "lax"
+    return "col2im" if jax.default_backend() == "cpu" else "lax"
   return impl
 
 
@@ -175,7 +147,7 @@ class ConvTranspose(nn.Module):
     kernel_size: square kernel size.
     strides: (height, width) strides.
     out_size: (height, width) of the output; None = input size times strides.
-    impl: 'subpixel', 'lax' or 'auto'.
+    impl: 'col2im', 'lax' or 'auto'.
   """
   features: int
   kernel_size: int
@@ -193,8 +165,9 @@ class ConvTranspose(nn.Module):
     kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
     out = self.out_size or (x.shape[1] * self.strides[0], x.shape[2] * self.strides[1])
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    fn = conv_transpose_subpixel if resolve_upsample_impl(self.impl) == "subpixel" else conv_transpose_lax
-    y = fn(x, kernel, self.strides, out)
+    fn = {"col2im": conv_transpose_col2im,
+          "lax": conv_transpose_lax}[resolve_upsample_impl(self.impl)]
+    y = fn(x, kernel, tuple(self.strides), tuple(out))
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(self.dtype)
     return y
