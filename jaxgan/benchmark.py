@@ -7,7 +7,9 @@ r"""Benchmark of the compiled GAN step on synthetic data (no TensorFlow needed).
 Prints, per configuration: backend and device kind, compile time, median/min/max seconds
 per step over --steps timed steps after --warmup steps, images per second, XLA's FLOPs
 per step, achieved TFLOP/s and peak memory (device memory stats where the backend has
-them, else the process's peak RSS), then one line starting with `JSON`.
+them, else the process's peak RSS), with --with_pipeline the fraction of the time spent
+waiting for input from the real pipeline, then one line starting with `JSON`. Without
+--with_pipeline it runs on a synthetic batch and needs no TensorFlow.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ _SWEEP = flags.DEFINE_bool("sweep", False, "Sweep --batches x --dtypes and print
 _BATCHES = flags.DEFINE_list("batches", ["32", "256"], "Batch sizes of the sweep.")
 _DTYPES = flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Dtypes of the sweep.")
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the results to this JSON file.")
+_PIPELINE = flags.DEFINE_bool(
+    "with_pipeline", False, "Feed the step from the real input pipeline (config.data) and "
+    "report the fraction of time spent waiting for input (needs TensorFlow).")
 
 
 def _peak_memory_mib() -> tuple[float, str]:
@@ -45,8 +50,19 @@ def _peak_memory_mib() -> tuple[float, str]:
 
 
 def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
-                   warmup: int = 2) -> dict[str, Any]:
-  """Compiles and times the training step of `config` on a synthetic batch."""
+                   warmup: int = 2, with_pipeline: bool = False) -> dict[str, Any]:
+  """Compiles and times the training step of `config`.
+
+  Args:
+    config: the config whose step is timed.
+    num_steps: timed steps.
+    warmup: untimed steps after compilation.
+    with_pipeline: feed real batches from `jaxgan.input_pipeline` (TensorFlow) instead
+      of one synthetic batch, and measure the time spent waiting for them.
+
+  Returns:
+    A dict of the figures (see the module docstring).
+  """
   config_lib.validate(config)
   mesh = sharding.make_mesh()
   sharding.check_batch_divides(config.train.batch_size, mesh)
@@ -65,15 +81,25 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float((cost or {}).get("flops", 0.0))
 
+  data = None
+  if with_pipeline:
+    from jaxgan import input_pipeline  # pylint: disable=g-import-not-at-top (TensorFlow)
+    data = input_pipeline.create_iterator(config, sharding=sharding.batch_sharding(mesh))
+  next_batch = (lambda: batch) if data is None else (lambda: next(data))  # noqa: E731
+
   for _ in range(warmup):
-    state, metrics = compiled(state, batch)
+    state, metrics = compiled(state, next_batch())
   jax.block_until_ready(metrics)
-  times = []
+  times, waits = [], []
   for _ in range(num_steps):
     t = time.perf_counter()
-    state, metrics = compiled(state, batch)
+    b = next_batch()
+    waits.append(time.perf_counter() - t)
+    state, metrics = compiled(state, b)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t)
+  if data is not None:
+    data.close()
   med = statistics.median(times)
   peak, peak_kind = _peak_memory_mib()
   dev = jax.devices()[0]
@@ -84,7 +110,8 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
       upsample_impl=config.model.upsample_impl, compile_s=compile_s, median_s=med,
       min_s=min(times), max_s=max(times), images_per_s=config.train.batch_size / med,
       flops_per_step=flops, tflops_per_s=flops / med / 1e12, peak_memory_mib=peak,
-      peak_memory_kind=peak_kind, losses=[float(metrics["loss/d"]), float(metrics["loss/g"])])
+      peak_memory_kind=peak_kind,
+      input_wait_fraction=sum(waits) / sum(times) if with_pipeline else None, losses=[float(metrics["loss/d"]), float(metrics["loss/g"])])
 
 
 def format_row(r: dict[str, Any]) -> str:
@@ -92,7 +119,9 @@ def format_row(r: dict[str, Any]) -> str:
           f"compile {r['compile_s']:6.1f} s  step {r['median_s']:8.4f} s "
           f"(min {r['min_s']:.4f}, max {r['max_s']:.4f})  {r['images_per_s']:9.1f} img/s  "
           f"{r['flops_per_step'] / 1e9:8.1f} GFLOP/step  {r['tflops_per_s']:7.3f} TFLOP/s  "
-          f"peak {r['peak_memory_mib']:8.0f} MiB ({r['peak_memory_kind']})")
+          f"peak {r['peak_memory_mib']:8.0f} MiB ({r['peak_memory_kind']})"
+          + ("" if r["input_wait_fraction"] is None else
+             f"  input wait {100 * r['input_wait_fraction']:.1f}%"))
 
 
 def main(argv):
@@ -106,7 +135,8 @@ def main(argv):
     cfg = ml_collections.ConfigDict(config.to_dict())
     if run is not None:
       cfg.train.batch_size, cfg.model.dtype = run
-    r = benchmark_step(cfg, num_steps=_STEPS.value, warmup=_WARMUP.value)
+    r = benchmark_step(cfg, num_steps=_STEPS.value, warmup=_WARMUP.value,
+                       with_pipeline=_PIPELINE.value)
     results.append(r)
     print(format_row(r), flush=True)
     print("JSON " + json.dumps(r), flush=True)
