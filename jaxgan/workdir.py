@@ -1,0 +1,144 @@
+"""What a training run's workdir holds, where, and how it is written and read back.
+
+    WORKDIR/
+      config.py            the resolved config as a config file (--config WORKDIR/config.py reruns it)
+      config.json          the same config as JSON (read by jaxgan.sampling)
+      checkpoints/STEP/    Orbax checkpoints: arrays of the whole state, and the config
+      metrics.jsonl        one JSON object per logging step: {"step": 50, "loss/d": ..., ...}
+      tensorboard/         TensorBoard event files (scalars and sample grids)
+      real.png             a grid of training images, written at the start
+      samples/step_NNNNNNN.png  a grid from fixed noise (seeds 0..num_samples-1) every sample_every steps
+      losses.png           D real, D fake, D total and G losses over training
+      samples.gif          the sample grids as an animation, one frame per grid
+
+`losses.png` and `samples.gif` are written at the end of training and on demand by
+`python -m jaxgan.sample --workdir WORKDIR --summary`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pprint
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import ml_collections
+
+from jaxgan import images
+
+_SAMPLE_RE = re.compile(r"^step_(\d+)\.png$")
+
+
+class Workdir:
+  """The paths of a workdir (see the module docstring)."""
+
+  def __init__(self, root: str | os.PathLike):
+    self.root = Path(root)
+
+  def __repr__(self) -> str:
+    return f"Workdir({str(self.root)!r})"
+
+  config_py = property(lambda self: self.root / "config.py")
+  config_json = property(lambda self: self.root / "config.json")
+  checkpoints = property(lambda self: self.root / "checkpoints")
+  metrics = property(lambda self: self.root / "metrics.jsonl")
+  tensorboard = property(lambda self: self.root / "tensorboard")
+  samples = property(lambda self: self.root / "samples")
+  real_grid = property(lambda self: self.root / "real.png")
+  loss_plot = property(lambda self: self.root / "losses.png")
+  gif = property(lambda self: self.root / "samples.gif")
+
+  def sample_grid(self, step: int) -> Path:
+    """The sample grid of `step`."""
+    return self.samples / f"step_{step:07d}.png"
+
+  def sample_grids(self) -> list[tuple[int, Path]]:
+    """(step, path) of every sample grid in the workdir, by step."""
+    if not self.samples.is_dir():
+      return []
+    found = ((_SAMPLE_RE.match(p.name), p) for p in self.samples.iterdir())
+    return sorted((int(m.group(1)), p) for m, p in found if m)
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: Workdir) -> None:
+  """Writes the resolved config as `config.json` and as a loadable `config.py`."""
+  workdir.root.mkdir(parents=True, exist_ok=True)
+  as_dict = config.to_dict()
+  _write_atomic(workdir.config_json, json.dumps(as_dict, indent=2, sort_keys=True) + "\n")
+  _write_atomic(workdir.config_py, (
+      '"""The resolved config of this run (written by jaxgan.train; edits are not read back).\n\n'
+      "Rerun with:\n"
+      f"  python -m jaxgan.main --config {workdir.config_py} --workdir {workdir.root}\n"
+      '"""\n\n'
+      "import ml_collections\n\n\n"
+      "def get_config():\n"
+      f"  return ml_collections.ConfigDict({pprint.pformat(as_dict, indent=1, width=96)})\n"))
+
+
+def load_config(workdir: Workdir) -> ml_collections.ConfigDict:
+  """The config saved in `workdir` (lists where the original had tuples)."""
+  if not workdir.config_json.exists():
+    raise FileNotFoundError(f"{workdir.config_json} does not exist: is {workdir.root} the "
+                            f"workdir of a training run?")
+  return ml_collections.ConfigDict(json.loads(workdir.config_json.read_text()))
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+  """Human-readable 'field: old -> new' lines for the leaves that differ."""
+  flat_old, flat_new = _flatten(json.loads(json.dumps(old))), _flatten(json.loads(json.dumps(new)))
+  return [f"{k}: {flat_old.get(k, '<absent>')!r} -> {flat_new.get(k, '<absent>')!r}"
+          for k in sorted(set(flat_old) | set(flat_new)) if flat_old.get(k) != flat_new.get(k)]
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, Mapping):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def _write_atomic(path: Path, text: str) -> None:
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(text)
+  tmp.replace(path)
+
+
+# ---- metrics.jsonl ----------------------------------------------------------------------
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+  """The records of a metrics.jsonl file, by step (the last record wins for a step)."""
+  path = Path(path)
+  if not path.exists():
+    return []
+  by_step = {}
+  for line in path.read_text(encoding="utf-8").splitlines():
+    if line.strip():
+      record = json.loads(line)
+      by_step[record["step"]] = record
+  return [by_step[s] for s in sorted(by_step)]
+
+
+def truncate_metrics(path: str | os.PathLike, after_step: int) -> None:
+  """Drops the records of steps > `after_step` (written by a run that did not save them).
+
+  A resumed run starts from its last checkpoint; records a killed run logged after that
+  checkpoint would otherwise appear twice.
+  """
+  path = Path(path)
+  if not path.exists():
+    return
+  lines = path.read_text(encoding="utf-8").splitlines()
+  kept = [l for l in lines if l.strip() and json.loads(l)["step"] <= after_step]
+  if len(kept) != len([l for l in lines if l.strip()]):
+    _write_atomic(path, "".join(l + "\n" for l in kept))
+
+
+def write_summary(workdir: Workdir) -> None:
+  """(Re)writes losses.png from metrics.jsonl and samples.gif from the sample grids."""
+  images.plot_losses(read_metrics(workdir.metrics), workdir.loss_plot)
+  images.write_gif(workdir.sample_grids(), workdir.gif)
