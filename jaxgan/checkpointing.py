@@ -1,0 +1,217 @@
+"""Orbax checkpoints of the training state: save, restore with a shape check, and a
+generator-only load for sampling.
+
+A checkpoint (WORKDIR/checkpoints/STEP/) holds two items:
+  'state'   arrays only (no code, no pickles), as nested dicts:
+              g, d:   {'params', 'opt_state', 'batch_stats', 'step'} of each TrainState
+                      (optimizer states as `flax.serialization.to_state_dict` makes them)
+              g_ema:  the EMA generator parameters (only when config.train.ema_decay > 0)
+              rng:    the state's PRNG key as uint32 key data
+              step:   training steps done
+              data_step: the input pipeline position (`DataIterator.step`)
+  'config'  the config the checkpoint was written with, as JSON.
+Saves are asynchronous: `save` returns once the arrays are copied off the devices and the
+files are written in the background (`wait` blocks until they are).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxgan.state import GANState
+
+STATE, CONFIG = "state", "config"
+PyTree = Any
+
+
+class CheckpointMismatchError(ValueError):
+  """The checkpoint's arrays do not have the shapes the current config makes."""
+
+
+def create_manager(directory: str | os.PathLike, *, max_to_keep: int | None = None,
+                   read_only: bool = False) -> ocp.CheckpointManager:
+  """A CheckpointManager over `directory` with asynchronous saves.
+
+  Args:
+    directory: the checkpoints folder (created unless `read_only`).
+    max_to_keep: checkpoints kept; older ones are deleted after each save.
+    read_only: open existing checkpoints only (sampling); saves are skipped.
+  """
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep, enable_async_checkpointing=True, read_only=read_only,
+      create=not read_only, cleanup_tmp_directories=not read_only)
+  handlers = {STATE: ocp.PyTreeCheckpointHandler(), CONFIG: ocp.JsonCheckpointHandler()}
+  return ocp.CheckpointManager(Path(directory).absolute(), options=options, item_handlers=handlers)
+
+
+def state_to_tree(state: GANState, data_step: int) -> dict[str, PyTree]:
+  """The arrays of `state` (and the pipeline position) as the nested dict that is saved."""
+  tree = {"g": flax.serialization.to_state_dict(state.g),
+          "d": flax.serialization.to_state_dict(state.d),
+          "rng": jax.random.key_data(state.rng),
+          "step": state.step}
+  if state.g_ema is not None:
+    tree["g_ema"] = state.g_ema
+  # A TrainState made outside jit counts its steps in a Python int; save int32 as jit does.
+  tree = jax.tree.map(lambda x: x if hasattr(x, "shape") else jnp.asarray(x), tree)
+  tree["data_step"] = np.asarray(data_step, np.int64)
+  return tree
+
+
+def tree_to_state(tree: dict[str, PyTree], like: GANState) -> tuple[GANState, int]:
+  """Inverse of `state_to_tree`: (state, data_step), with `like`'s optimizers and key type."""
+  state = GANState(
+      g=flax.serialization.from_state_dict(like.g, tree["g"]),
+      d=flax.serialization.from_state_dict(like.d, tree["d"]),
+      g_ema=tree.get("g_ema"),
+      rng=jax.random.wrap_key_data(tree["rng"], impl=jax.random.key_impl(like.rng)),
+      step=tree["step"])
+  return state, int(tree["data_step"])
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: GANState, data_step: int,
+         config: ml_collections.ConfigDict) -> bool:
+  """Starts an asynchronous save of `state` as checkpoint `step`.
+
+  Returns:
+    False when checkpoint `step` already exists (nothing is written), else True.
+  """
+  if step in manager.all_steps():
+    return False
+  args = ocp.args.Composite(**{STATE: ocp.args.PyTreeSave(state_to_tree(state, data_step)),
+                               CONFIG: ocp.args.JsonSave(config.to_dict())})
+  manager.save(step, args=args)
+  return True
+
+
+def _abstract(tree: PyTree) -> PyTree:
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _shapes(tree: PyTree) -> dict[str, tuple[tuple[int, ...], str]]:
+  """'a/b/c' -> (shape, dtype name) of every array-like leaf."""
+  leaves, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
+  return {"/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
+          (tuple(leaf.shape), np.dtype(leaf.dtype).name) for path, leaf in leaves}
+
+
+def _state_metadata(manager: ocp.CheckpointManager, step: int) -> PyTree:
+  metadata = manager.item_metadata(step)[STATE]
+  return getattr(metadata, "tree", metadata)
+
+
+def check_compatible(manager: ocp.CheckpointManager, step: int, tree: PyTree) -> None:
+  """Raises CheckpointMismatchError naming every entry whose shape or dtype differs.
+
+  Args:
+    manager: the manager of the checkpoints.
+    step: the checkpoint to compare.
+    tree: the arrays (or ShapeDtypeStructs) the current config makes, as `state_to_tree`.
+  """
+  saved, current = _shapes(_state_metadata(manager, step)), _shapes(tree)
+  lines = []
+  # A top-level entry only one side has (g_ema when EMA was switched) is one line.
+  for name in sorted({k.split("/")[0] for k in saved} ^ {k.split("/")[0] for k in current}):
+    where = "the checkpoint but not in this config" if any(
+        k.split("/")[0] == name for k in saved) else "this config but not in the checkpoint"
+    lines.append(f"{name} is in {where}")
+  # Parameters first: they say best what changed; their optimizer states follow.
+  order = lambda k: ("/params/" not in f"/{k}/" and not k.startswith("g_ema"), k)  # noqa: E731
+  for key in sorted(set(saved) | set(current), key=order):
+    if key.split("/")[0] in {l.split()[0] for l in lines}:
+      continue
+    if key not in current:
+      lines.append(f"{key} is in the checkpoint but not in this config")
+    elif key not in saved:
+      lines.append(f"{key} is in this config but not in the checkpoint")
+    elif saved[key] != current[key]:
+      (s_shape, s_dtype), (c_shape, c_dtype) = saved[key], current[key]
+      lines.append(f"{key} is {s_shape} {s_dtype} there but {c_shape} {c_dtype} in this config")
+  if lines:
+    shown = lines[:8] + ([f"... and {len(lines) - 8} more"] if len(lines) > 8 else [])
+    raise CheckpointMismatchError(
+        f"checkpoint at step {step} in {manager.directory} was written by a different model or "
+        f"optimizer than this config makes:\n  "
+        + "\n  ".join(shown) + "\nResume with the config it was written with (config.json in the "
+        "workdir) or train in a new workdir.")
+
+
+def restore(manager: ocp.CheckpointManager, like: GANState, step: int | None = None
+            ) -> tuple[GANState, int, int]:
+  """Restores checkpoint `step` (default: the latest) into the shapes and shardings of `like`.
+
+  Args:
+    manager: the manager of the checkpoints.
+    like: a freshly initialised state of the current config, placed as the restored one
+      should be (its values are not used).
+    step: the checkpoint; default the latest.
+
+  Returns:
+    (state, data_step, step).
+
+  Raises:
+    FileNotFoundError: there is no checkpoint.
+    CheckpointMismatchError: the checkpoint's shapes differ from `like`'s.
+  """
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {manager.directory}")
+  target = _abstract(state_to_tree(like, 0))
+  check_compatible(manager, step, target)
+  restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+  restored = manager.restore(step, args=ocp.args.Composite(
+      **{STATE: ocp.args.PyTreeRestore(target, restore_args=restore_args)}))[STATE]
+  state, data_step = tree_to_state(restored, like)
+  return state, data_step, step
+
+
+def restore_generator(directory: str | os.PathLike, step: int | None = None
+                      ) -> tuple[dict[str, PyTree], dict[str, Any], int]:
+  """Restores only the generator's arrays of a checkpoint, onto the first local device.
+
+  Nothing of the discriminator or the optimizers is read; the shapes come from the
+  checkpoint's metadata, so no model is built.
+
+  Args:
+    directory: the checkpoints folder (WORKDIR/checkpoints).
+    step: the checkpoint; default the latest.
+
+  Returns:
+    ({'params', 'batch_stats' and, when the run had EMA, 'g_ema'}, the checkpoint's config
+    as a dict, step).
+  """
+  if not Path(directory).is_dir():
+    raise FileNotFoundError(f"no checkpoints folder {directory}")
+  manager = create_manager(directory, read_only=True)
+  try:
+    step = manager.latest_step() if step is None else step
+    if step is None or step not in manager.all_steps():
+      raise FileNotFoundError(f"no checkpoint {'' if step is None else step} in {directory} "
+                              f"(it has {list(manager.all_steps())})")
+    meta = _state_metadata(manager, step)
+    wanted = {"g": {"params": meta["g"]["params"], "batch_stats": meta["g"]["batch_stats"]}}
+    if "g_ema" in meta:
+      wanted["g_ema"] = meta["g_ema"]
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          wanted, is_leaf=lambda x: hasattr(x, "shape"))
+    restored = manager.restore(step, args=ocp.args.Composite(**{
+        STATE: ocp.args.PyTreeRestore(
+            target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+            partial_restore=True),
+        CONFIG: ocp.args.JsonRestore()}))
+  finally:
+    manager.close()
+  arrays = dict(restored[STATE]["g"])
+  if "g_ema" in restored[STATE]:
+    arrays["g_ema"] = restored[STATE]["g_ema"]
+  return arrays, restored[CONFIG], step

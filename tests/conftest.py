@@ -1,0 +1,64 @@
+"""Shared test fixtures: the tiny config, a workdir trained by the real entry point.
+
+Compiled programs are cached on disk for the whole session (also for subprocesses), so
+the several short training runs of the tests compile the tiny step once.
+"""
+
+import importlib.util
+import os
+from pathlib import Path
+import subprocess
+import sys
+import tempfile
+
+# Before JAX is imported anywhere: a session-wide persistent compilation cache.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jaxgan-xla-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "configs" / "tiny.py"
+# The run of the `trained_workdir` fixture: python -m jaxgan.main with these overrides.
+TRAINED_STEPS = 6
+TRAINED_OVERRIDES = (f"--config.train.num_steps={TRAINED_STEPS}", "--config.sample_every=2",
+                     "--config.checkpoint_every=4", "--config.log_every=2",
+                     "--config.train.ema_decay=0.9")
+
+
+def load_config(path=TINY_CONFIG):
+  """`get_config()` of a config file, like --config does."""
+  spec = importlib.util.spec_from_file_location(f"config_{Path(path).stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def subprocess_env():
+  """The environment for `python -m jaxgan...` from the repository root."""
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+  return env
+
+
+def run_main(workdir, *overrides, timeout=300, config=TINY_CONFIG):
+  """Runs the real entry point to completion; returns the CompletedProcess."""
+  cmd = [sys.executable, "-m", "jaxgan.main", f"--config={config}", f"--workdir={workdir}",
+         *overrides]
+  return subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                        timeout=timeout, check=False)
+
+
+@pytest.fixture
+def tiny_config():
+  """A fresh copy of configs/tiny.py's config."""
+  return load_config()
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(tmp_path_factory):
+  """A workdir written by `python -m jaxgan.main` on the tiny config (6 steps, EMA on)."""
+  workdir = tmp_path_factory.mktemp("trained") / "run"
+  proc = run_main(workdir, *TRAINED_OVERRIDES)
+  assert proc.returncode == 0, proc.stderr[-5000:]
+  return workdir
