@@ -1,0 +1,60 @@
+r"""The main training job.
+
+  python -m jaxgan.main --config configs/dcgan128.py --workdir runs/dcgan128 \
+      [--config.data.source=folder:/my/paintings] [--config.train.num_steps=5000]
+
+`--config` is a Python file with `get_config()` (configs/); `--config.FIELD=VALUE` overrides
+one field. Running the same command again resumes from the workdir's latest checkpoint.
+SIGTERM or Ctrl-C saves a checkpoint of the current step and exits with status 0.
+"""
+
+from __future__ import annotations
+
+import logging as std_logging
+import os
+import sys
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxgan import checkpointing
+from jaxgan import config as config_lib
+from jaxgan import train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file with get_config(), e.g. configs/dcgan128.py.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and samples go.")
+_XLA_CACHE = flags.DEFINE_string(
+    "xla_cache_dir", "~/.cache/jaxgan/xla",
+    "Persistent cache of compiled programs, so that a resumed run starts without compiling "
+    "again; '' disables it. JAX_COMPILATION_CACHE_DIR, when set, takes precedence.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+class _QuietLibraryInfo(std_logging.Filter):
+  """Drops INFO records of Orbax (a dozen lines per checkpoint); warnings pass."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.levelno >= std_logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  logging.get_absl_handler().addFilter(_QuietLibraryInfo())
+  if _XLA_CACHE.value and not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_XLA_CACHE.value))
+  logging.info("JAX %s, %s backend, %d devices on %d processes.", jax.__version__,
+               jax.default_backend(), jax.device_count(), jax.process_count())
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (config_lib.ConfigError, checkpointing.CheckpointMismatchError,
+          train.NonFiniteError) as e:
+    # Expected failures: the message says what to change; a traceback would bury it.
+    logging.error("%s", e)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,376 @@
+"""The training loop: state, restore, one compiled step, progress, samples, checkpoints.
+
+`train_and_evaluate(config, workdir)` builds the state, restores it when the workdir has a
+checkpoint (see `jaxgan.checkpointing`), compiles the step once and runs it to
+`config.train.num_steps`, writing what `jaxgan.workdir` describes.
+
+The hot loop keeps everything on the devices: metrics are summed by a small jitted
+function, and the host reads them only on logging steps (the first few steps, every
+`log_every` steps, and when `log_every_secs` have passed). The host waits for step k-1
+after dispatching step k (no transfer; it keeps at most two steps in flight, so a signal
+is answered within a step). Sample grids and checkpoints read the state on their steps.
+
+Non-finite values stop the run: every step folds `isfinite` of its metrics into a device
+flag, which is read at logging steps and before every checkpoint (the state itself is
+checked too), so a checkpoint never holds NaN or Inf. SIGTERM and SIGINT (Ctrl-C) finish
+the current step, save a checkpoint of it and return normally; a second Ctrl-C aborts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import signal
+import threading
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers
+
+from jaxgan import checkpointing
+from jaxgan import config as config_lib
+from jaxgan import images as images_lib
+from jaxgan import input_pipeline
+from jaxgan import jsonl_writer
+from jaxgan import sampling
+from jaxgan import sharding
+from jaxgan import state as state_lib
+from jaxgan import steps
+from jaxgan import workdir as workdir_lib
+from jaxgan.models import create_models
+
+Metrics = dict[str, jax.Array]
+# Every step is logged at first, so that progress shows before the first `log_every`.
+LOG_FIRST_STEPS = 5
+_LOSS_ORDER = ("loss/d", "loss/d_real", "loss/d_fake", "loss/g", "d/real", "d/fake")
+
+
+class NonFiniteError(RuntimeError):
+  """A loss, gradient norm or state value became NaN or Inf; training stopped."""
+
+
+class _StopSignal:
+  """Sets `.signum` on SIGTERM or SIGINT while active (main thread only); no I/O in the handler.
+
+  After the first signal the previous handler is back, so a second Ctrl-C aborts.
+  """
+
+  def __init__(self):
+    self.signum = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signum = signum
+    signal.signal(signum, self._previous[signum])
+
+  def __enter__(self) -> _StopSignal:
+    if threading.current_thread() is threading.main_thread():
+      for s in (signal.SIGTERM, signal.SIGINT):
+        self._previous[s] = signal.signal(s, self._handle)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+
+
+# ---- metrics on the device ----------------------------------------------------------------
+
+def _empty_accumulator(metrics: Metrics) -> dict[str, Any]:
+  zeros = lambda: jax.tree.map(jnp.zeros_like, metrics)  # noqa: E731  (two buffers: both donated)
+  return {"sum": zeros(), "count": jnp.zeros((), jnp.int32),
+          "bad_step": jnp.full((), -1, jnp.int32), "bad": zeros()}
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _accumulate(acc: dict[str, Any], metrics: Metrics, step: jax.Array) -> dict[str, Any]:
+  """Adds a step's metrics to the sums and records the first step with a non-finite metric."""
+  finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
+  first_bad = (acc["bad_step"] < 0) & ~finite
+  return {"sum": jax.tree.map(jnp.add, acc["sum"], metrics), "count": acc["count"] + 1,
+          "bad_step": jnp.where(first_bad, step, acc["bad_step"]),
+          "bad": jax.tree.map(lambda b, m: jnp.where(first_bad, m, b), acc["bad"], metrics)}
+
+
+@jax.jit
+def _state_is_finite(state: state_lib.GANState) -> jax.Array:
+  leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _raise_if_bad(acc_host: dict[str, Any] | None, step: int, last_saved: int | None,
+                  checkpoints, state_finite: bool = True) -> None:
+  """Raises NonFiniteError naming the first bad step and the last good checkpoint."""
+  if acc_host is not None and int(acc_host["bad_step"]) >= 0:
+    bad = {k: float(v) for k, v in acc_host["bad"].items() if not np.isfinite(v)}
+    what = (f"non-finite metrics at step {int(acc_host['bad_step'])}: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(bad.items())))
+  elif not state_finite:
+    what = f"non-finite values in the training state after step {step}"
+  else:
+    return
+  last = (f"the last good checkpoint is step {last_saved} in {checkpoints}" if last_saved is not None
+          else "there is no checkpoint yet")
+  raise NonFiniteError(f"Training stopped: {what}. No checkpoint of a later step was written; "
+                       f"{last}. Lower the learning rates or change the config, then resume.")
+
+
+# ---- progress ----------------------------------------------------------------------------
+
+def format_duration(seconds: float) -> str:
+  """'2d 03h', '3h 12m', '4m 05s' or '12s'."""
+  if not np.isfinite(seconds):
+    return "?"
+  s = int(round(seconds))
+  d, h, m = s // 86400, s // 3600 % 24, s // 60 % 60
+  if d:
+    return f"{d}d {h:02d}h"
+  if h:
+    return f"{h}h {m:02d}m"
+  return f"{m}m {s % 60:02d}s" if m else f"{s}s"
+
+
+def format_progress(step: int, num_steps: int, steps_per_s: float, images_per_s: float,
+                    metrics: dict[str, float]) -> str:
+  """One console line: step, rates, time remaining and the latest losses."""
+  eta = (num_steps - step) / steps_per_s if steps_per_s > 0 else float("inf")
+  keys = [k for k in _LOSS_ORDER if k in metrics] + sorted(set(metrics) - set(_LOSS_ORDER))
+  values = " ".join(f"{k} {metrics[k]:.4g}" for k in keys)
+  return (f"step {step}/{num_steps} | {steps_per_s:.3g} steps/s | {images_per_s:.3g} img/s | "
+          f"ETA {format_duration(eta)} | {values}")
+
+
+class _Rate:
+  """Steps per second between consecutive calls."""
+
+  def __init__(self, step: int):
+    self._step, self._time = step, time.perf_counter()
+
+  def update(self, step: int) -> float:
+    now = time.perf_counter()
+    rate = (step - self._step) / max(now - self._time, 1e-9)
+    self._step, self._time = step, now
+    return rate
+
+  def seconds_since(self) -> float:
+    return time.perf_counter() - self._time
+
+
+# ---- images ------------------------------------------------------------------------------
+
+def _host_images(x: jax.Array) -> np.ndarray:
+  """This process's rows of a batch-sharded array (all rows on one process)."""
+  if x.is_fully_addressable:
+    return np.asarray(x)
+  return np.concatenate([np.asarray(s.data) for s in x.addressable_shards])
+
+
+class _SampleGrids:
+  """Grids from the fixed latents of seeds 0..num_samples-1, with one compiled generator."""
+
+  def __init__(self, config: ml_collections.ConfigDict, generator, mesh, wd, writer):
+    z = sampling.latents(range(config.num_samples), config.model.latent_dim)
+    self._z = jax.device_put(z, sharding.replicated(mesh))
+    self._generator, self._wd, self._writer = generator, wd, writer
+
+  def write(self, step: int, state: state_lib.GANState) -> None:
+    params = state.g.params if state.g_ema is None else state.g_ema
+    images = sampling.forward(self._generator, {"params": params,
+                                                "batch_stats": state.g.batch_stats}, self._z)
+    grid = images_lib.make_grid(jax.device_get(images))
+    images_lib.save_png(grid, self._wd.sample_grid(step))
+    self._writer.write_images(step, {"samples": grid[None]})
+
+
+class _RealGrid:
+  """Collects the first `num` training images and writes them as WORKDIR/real.png."""
+
+  def __init__(self, num: int, path):
+    self._num, self._path, self._parts = num, path, []
+
+  def add(self, batch) -> bool:
+    """Adds a batch; returns True once the grid is written."""
+    self._parts.append(_host_images(batch["image"]))
+    if sum(len(p) for p in self._parts) < self._num:
+      return False
+    images_lib.save_grid(np.concatenate(self._parts)[:self._num], self._path)
+    return True
+
+
+# ---- the loop ----------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Run:
+  """What the loop works with besides the state and the data."""
+  config: ml_collections.ConfigDict
+  wd: workdir_lib.Workdir
+  mesh: jax.sharding.Mesh
+  manager: Any  # orbax.checkpoint.CheckpointManager
+  writer: metric_writers.MetricWriter
+  stop: _StopSignal
+  lead: bool  # process 0 writes the files
+
+
+def _restore_or_init(config, wd, manager, state):
+  """(state, data_step): the latest checkpoint's, or `state` and 0 when there is none."""
+  if manager.latest_step() is None:
+    logging.info("No checkpoint in %s: starting from step 0.", wd.checkpoints)
+    return state, 0
+  state, data_step, step = checkpointing.restore(manager, state)
+  logging.info("Resuming from the checkpoint of step %d in %s.", step, wd.checkpoints)
+  if wd.config_json.exists():
+    changes = workdir_lib.config_changes(workdir_lib.load_config(wd).to_dict(), config.to_dict())
+    for change in changes:
+      logging.warning("Config changed since the last run: %s", change)
+  return state, data_step
+
+
+def _strong_types(state: state_lib.GANState) -> state_lib.GANState:
+  """Drops weak types (TrainState counts steps from a Python 0), as a restored state has none,
+  so that a fresh and a resumed run compile the same step (and hit the compilation cache)."""
+  def strong(x):
+    dtype = jnp.asarray(x).dtype
+    return x if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) else jnp.asarray(x, dtype)
+  return jax.tree.map(strong, state)
+
+
+def _init_state(config, generator, discriminator, mesh) -> state_lib.GANState:
+  """A fresh state, replicated; jitted (one compilation instead of one per init op)."""
+  def init():
+    return _strong_types(state_lib.create_state(config, generator, discriminator))
+  return jax.jit(init, out_shardings=sharding.replicated(mesh))()
+
+
+def _compile_step(config, mesh, state):
+  h, w = config.data.image_size
+  batch = {"image": jax.ShapeDtypeStruct(
+      (config_lib.images_per_step(config), h, w, config.data.channels), jnp.float32,
+      sharding=sharding.batch_sharding(mesh))}
+  t = time.perf_counter()
+  compiled = steps.make_train_step(config, mesh).lower(state, batch).compile()
+  logging.info("Compiled the training step in %.1f s.", time.perf_counter() - t)
+  return compiled
+
+
+def _save(manager, step: int, state, data_step: int, config, acc, last_saved: int | None) -> int:
+  """Checks the metrics since the last log and the state for NaN/Inf, then saves `step`."""
+  acc_host = None if acc is None else jax.device_get(acc)
+  _raise_if_bad(acc_host, step, last_saved, manager.directory, bool(_state_is_finite(state)))
+  if checkpointing.save(manager, step, state, data_step, config):
+    logging.info("Saving the checkpoint of step %d (asynchronously).", step)
+  return step
+
+
+def _is_log_step(step: int, start: int, config, rate: _Rate) -> bool:
+  return (step - start <= LOG_FIRST_STEPS or step % config.log_every == 0
+          or step == config.train.num_steps
+          or 0 < config.log_every_secs <= rate.seconds_since())
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.GANState:
+  """Trains `config` in `workdir`, resuming from the workdir's latest checkpoint.
+
+  Args:
+    config: the full config (validated here, before anything is compiled).
+    workdir: where config, checkpoints, metrics and images go (see `jaxgan.workdir`).
+
+  Returns:
+    The state at the last step reached (num_steps, or where a signal stopped the run).
+
+  Raises:
+    jaxgan.config.ConfigError: an invalid config value.
+    jaxgan.checkpointing.CheckpointMismatchError: the workdir's checkpoint has other shapes.
+    NonFiniteError: a NaN or Inf appeared; no checkpoint of it was written.
+  """
+  config_lib.validate(config)
+  wd = workdir_lib.Workdir(workdir)
+  lead = jax.process_index() == 0
+  mesh = sharding.make_mesh()
+  sharding.check_batch_divides(config.train.batch_size, mesh)
+  generator, discriminator = create_models(config)
+  with _StopSignal() as stop:
+    state = _init_state(config, generator, discriminator, mesh)
+    manager = checkpointing.create_manager(wd.checkpoints, max_to_keep=config.max_to_keep)
+    try:
+      state, data_step = _restore_or_init(config, wd, manager, state)
+      start = int(jax.device_get(state.step))
+      if lead:
+        workdir_lib.save_config(config, wd)
+        workdir_lib.truncate_metrics(wd.metrics, start)
+      if start >= config.train.num_steps:
+        logging.info("Step %d >= train.num_steps=%d: nothing to train.", start,
+                     config.train.num_steps)
+        return state
+      writer = (metric_writers.MultiWriter([
+          metric_writers.SummaryWriter(str(wd.tensorboard)), jsonl_writer.JsonlWriter(wd.metrics)])
+                if lead else metric_writers.MultiWriter([]))
+      it = input_pipeline.create_iterator(config, sharding=sharding.batch_sharding(mesh),
+                                          start_step=data_step)
+      try:
+        run = _Run(config, wd, mesh, manager, writer, stop, lead)
+        state, step = _loop(run, state, start, it, generator)
+      finally:
+        it.close()
+        writer.close()
+    finally:
+      manager.wait_until_finished()
+      manager.close()
+  if stop.signum is not None:
+    logging.warning("Stopped by %s at step %d; its checkpoint is saved. Run the same command "
+                    "to resume.", signal.Signals(stop.signum).name, step)
+  elif lead:
+    workdir_lib.write_summary(wd)
+    logging.info("Done: %d steps. Loss plot %s, animation %s.", step, wd.loss_plot, wd.gif)
+  return state
+
+
+def _loop(run: _Run, state, start: int, it: input_pipeline.DataIterator, generator):
+  """Runs steps from `start` until num_steps or a signal; returns (state, step)."""
+  config, wd, manager, writer, lead = run.config, run.wd, run.manager, run.writer, run.lead
+  compiled = _compile_step(config, run.mesh, state)
+  grids = _SampleGrids(config, generator, run.mesh, wd, writer)
+  real = _RealGrid(config.num_samples, wd.real_grid) if lead and not wd.real_grid.exists() else None
+  num_steps = config.train.num_steps
+  last_saved = manager.latest_step()
+  acc, previous, step = None, None, start
+  rate = _Rate(start)
+  if lead and start % config.sample_every == 0 and not wd.sample_grid(start).exists():
+    grids.write(start, state)
+  logging.info("Training from step %d to %d; workdir %s.", start, num_steps, wd.root)
+
+  while step < num_steps and run.stop.signum is None:
+    batch = next(it)
+    if real is not None and real.add(batch):
+      real = None
+    state, metrics = compiled(state, {"image": batch["image"]})
+    step += 1
+    acc = _accumulate(_empty_accumulator(metrics) if acc is None else acc, metrics, step)
+    if previous is not None:
+      jax.block_until_ready(previous)  # Step step-1; step is already queued behind it.
+    previous = metrics
+    if _is_log_step(step, start, config, rate):
+      acc_host = jax.device_get(acc)
+      _raise_if_bad(acc_host, step, last_saved, manager.directory)
+      steps_per_s = rate.update(step)
+      means = {k: float(v) / int(acc_host["count"]) for k, v in acc_host["sum"].items()}
+      images_per_s = steps_per_s * config_lib.images_per_step(config)
+      writer.write_scalars(step, {**means, "perf/steps_per_sec": steps_per_s,
+                                  "perf/images_per_sec": images_per_s})
+      writer.flush()
+      logging.info("%s", format_progress(step, num_steps, steps_per_s, images_per_s, means))
+      acc = None
+    if lead and step % config.sample_every == 0:
+      grids.write(step, state)
+    if step % config.checkpoint_every == 0:
+      last_saved = _save(manager, step, state, it.step, config, acc, last_saved)
+  if step != last_saved:
+    _save(manager, step, state, it.step, config, acc, last_saved)
+  if lead and step % config.sample_every and step == num_steps:
+    grids.write(step, state)  # The final grid, when num_steps is off the sampling schedule.
+  return state, step
