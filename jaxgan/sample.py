@@ -1,0 +1,104 @@
+r"""Samples from a trained generator, and the workdir's loss plot and GIF on demand.
+
+  python -m jaxgan.sample --workdir runs/dcgan128 --num 64 --out samples.png
+  python -m jaxgan.sample --workdir runs/dcgan128 --seeds 0-7,42 --truncation 0.7 --out t.png
+  python -m jaxgan.sample --workdir runs/dcgan128 --interpolate 3,7 --frames 12 --out lerp.png
+  python -m jaxgan.sample --workdir runs/dcgan128 --summary   # losses.png and samples.gif
+
+Loads the latest checkpoint (or --step), with the EMA generator when the run kept one
+(--noema for the trained parameters). Seed s always gives the same image for a given
+checkpoint; the training grids show seeds 0..num_samples-1.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from absl import app, flags, logging
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "The training run's workdir.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
+_NUM = flags.DEFINE_integer("num", 64, "Images, from seeds 0..num-1 (when --seeds is not set).")
+_SEEDS = flags.DEFINE_string("seeds", "", "Seeds, e.g. '0-63' or '3,7,11-15'.")
+_TRUNCATION = flags.DEFINE_float("truncation", None,
+                                 "Truncate the latents to [-t, t] (e.g. 0.7); default none.")
+_INTERPOLATE = flags.DEFINE_string("interpolate", "",
+                                   "'A,B': spherical interpolation from seed A to seed B.")
+_FRAMES = flags.DEFINE_integer("frames", 10, "Images of an interpolation, both ends included.")
+_NROW = flags.DEFINE_integer("nrow", None, "Images per row of the grid; default square "
+                             "(one row for an interpolation).")
+_OUT = flags.DEFINE_string("out", "samples.png", "The grid PNG to write.")
+_SEPARATE = flags.DEFINE_string("separate_dir", "", "Also write one PNG per image here.")
+_EMA = flags.DEFINE_bool("ema", True, "Use the EMA generator when the run kept one.")
+_SUMMARY = flags.DEFINE_bool("summary", False, "Only rewrite WORKDIR/losses.png and "
+                             "WORKDIR/samples.gif from the metrics and sample grids.")
+flags.mark_flag_as_required("workdir")
+
+
+def parse_seeds(text: str) -> list[int]:
+  """'0-3,7' -> [0, 1, 2, 3, 7]; ranges include both ends."""
+  seeds = []
+  for part in filter(None, (p.strip() for p in text.split(","))):
+    lo, sep, hi = part.partition("-")
+    if not lo.isdigit() or (sep and not hi.isdigit()):
+      raise ValueError(f"seeds {text!r}: expected non-negative integers and ranges like '0-63'")
+    seeds.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+  if not seeds:
+    raise ValueError(f"seeds {text!r}: no seed given")
+  return seeds
+
+
+def write_samples(workdir: str, out: str, *, seeds: Sequence[int] | None = None,
+                  num: int = 64, truncation: float | None = None,
+                  interpolate: tuple[int, int] | None = None, frames: int = 10,
+                  nrow: int | None = None, step: int | None = None, ema: bool = True,
+                  separate_dir: str = "") -> str:
+  """Loads the generator of `workdir` and writes a grid of samples or an interpolation.
+
+  Returns:
+    A one-line description of what was written.
+  """
+  # Imported here so that --help and argument errors do not wait for JAX.
+  from jaxgan import images, sampling  # pylint: disable=g-import-not-at-top
+
+  gen = sampling.load_generator(workdir, step=step, ema=ema)
+  latent_dim = gen.config.model.latent_dim
+  if interpolate is not None:
+    ends = sampling.latents(interpolate, latent_dim, truncation)
+    pictures = sampling.generate(gen, sampling.interpolate(ends[0], ends[1], frames))
+    nrow, what = nrow or frames, f"an interpolation from seed {interpolate[0]} to {interpolate[1]}"
+  else:
+    seeds = list(seeds) if seeds else list(range(num))
+    pictures = sampling.sample(gen, seeds, truncation)
+    what = f"{len(seeds)} samples"
+  images.save_grid(pictures, out, nrow)
+  if separate_dir:
+    sampling.save_images(pictures, separate_dir)
+  return (f"Wrote {what} to {out} (checkpoint {gen.step}, {'EMA' if gen.ema else 'trained'} "
+          f"parameters, truncation {truncation}).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  if _SUMMARY.value:
+    from jaxgan import workdir  # pylint: disable=g-import-not-at-top
+    wd = workdir.Workdir(_WORKDIR.value)
+    workdir.write_summary(wd)
+    logging.info("Wrote %s and %s.", wd.loss_plot, wd.gif)
+    return
+  try:
+    seeds = parse_seeds(_SEEDS.value) if _SEEDS.value else None
+    pair = parse_seeds(_INTERPOLATE.value) if _INTERPOLATE.value else None
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  if pair is not None and len(pair) != 2:
+    raise app.UsageError(f"--interpolate={_INTERPOLATE.value!r}: expected two seeds 'A,B'")
+  logging.info("%s", write_samples(
+      _WORKDIR.value, _OUT.value, seeds=seeds, num=_NUM.value, truncation=_TRUNCATION.value,
+      interpolate=tuple(pair) if pair else None, frames=_FRAMES.value, nrow=_NROW.value,
+      step=_STEP.value, ema=_EMA.value, separate_dir=_SEPARATE.value))
+
+
+if __name__ == "__main__":
+  app.run(main)
