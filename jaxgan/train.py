@@ -7,13 +7,15 @@ checkpoint (see `jaxgan.checkpointing`), compiles the step once and runs it to
 The hot loop keeps everything on the devices: metrics are summed by a small jitted
 function, and the host reads them only on logging steps (the first few steps, every
 `log_every` steps, and when `log_every_secs` have passed). The host waits for step k-1
-after dispatching step k (no transfer; it keeps at most two steps in flight, so a signal
-is answered within a step). Sample grids and checkpoints read the state on their steps.
+after dispatching step k (no transfer, and the device never idles): at most two steps are in
+flight, so a signal is answered within two steps and the host cannot queue hundreds of steps
+ahead. Sample grids and checkpoints read the state on their steps.
 
 Non-finite values stop the run: every step folds `isfinite` of its metrics into a device
 flag, which is read at logging steps and before every checkpoint (the state itself is
-checked too), so a checkpoint never holds NaN or Inf. SIGTERM and SIGINT (Ctrl-C) finish
-the current step, save a checkpoint of it and return normally; a second Ctrl-C aborts.
+checked too), so a checkpoint never holds NaN or Inf. SIGTERM and SIGINT (Ctrl-C) let the
+steps in flight finish, save a checkpoint of the step reached and return normally; a second
+Ctrl-C aborts.
 """
 
 from __future__ import annotations

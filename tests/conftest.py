@@ -7,12 +7,16 @@ the several short training runs of the tests compile the tiny step once.
 import importlib.util
 import os
 from pathlib import Path
+import shutil
 import subprocess
 import sys
 import tempfile
 
-# Before JAX is imported anywhere: a session-wide persistent compilation cache.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jaxgan-xla-cache-"))
+# Before JAX is imported anywhere: a session-wide persistent compilation cache (removed at
+# the end unless JAX_COMPILATION_CACHE_DIR was given).
+_CACHE_DIR = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _CACHE_DIR = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxgan-xla-")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import pytest  # noqa: E402
@@ -62,3 +66,9 @@ def trained_workdir(tmp_path_factory):
   proc = run_main(workdir, *TRAINED_OVERRIDES)
   assert proc.returncode == 0, proc.stderr[-5000:]
   return workdir
+
+
+def pytest_unconfigure(config):
+  del config
+  if _CACHE_DIR is not None:
+    shutil.rmtree(_CACHE_DIR, ignore_errors=True)
