@@ -16,6 +16,7 @@ files are written in the background (`wait` blocks until they are).
 
 from __future__ import annotations
 
+import logging as std_logging
 import os
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,38 @@ def create_manager(directory: str | os.PathLike, *, max_to_keep: int | None = No
     read_only: open existing checkpoints only (sampling); saves are skipped.
   """
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=max_to_keep, enable_async_checkpointing=True, read_only=read_only,
-      create=not read_only, cleanup_tmp_directories=not read_only)
+      max_to_keep=None if read_only else max_to_keep, save_interval_steps=0 if read_only else 1,
+      enable_async_checkpointing=True, read_only=read_only, create=not read_only,
+      cleanup_tmp_directories=not read_only)
   handlers = {STATE: ocp.PyTreeCheckpointHandler(), CONFIG: ocp.JsonCheckpointHandler()}
-  return ocp.CheckpointManager(Path(directory).absolute(), options=options, item_handlers=handlers)
+  absl_logger = std_logging.getLogger("absl")
+  quiet = _DropReadOnlyNotice()
+  absl_logger.addFilter(quiet)  # Orbax warns that a read-only manager is read-only.
+  try:
+    return ocp.CheckpointManager(Path(directory).absolute(), options=options,
+                                 item_handlers=handlers)
+  finally:
+    absl_logger.removeFilter(quiet)
+
+
+class _DropOrbaxInfo(std_logging.Filter):
+  """Drops Orbax's INFO records (a dozen lines per save or restore); its warnings pass."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return (record.levelno >= std_logging.WARNING
+            or f"{os.sep}orbax{os.sep}" not in record.pathname)
+
+
+def quiet_orbax_info_logs() -> None:
+  """Keeps Orbax's INFO lines out of the absl log handler (for the command-line tools)."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.get_absl_handler().addFilter(_DropOrbaxInfo())
+
+
+class _DropReadOnlyNotice(std_logging.Filter):
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Given directory is read only")
 
 
 def state_to_tree(state: GANState, data_step: int) -> dict[str, PyTree]:

@@ -10,7 +10,6 @@ SIGTERM or Ctrl-C saves a checkpoint of the current step and exits with status 0
 
 from __future__ import annotations
 
-import logging as std_logging
 import os
 import sys
 
@@ -32,17 +31,10 @@ _XLA_CACHE = flags.DEFINE_string(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-class _QuietLibraryInfo(std_logging.Filter):
-  """Drops INFO records of Orbax (a dozen lines per checkpoint); warnings pass."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  logging.get_absl_handler().addFilter(_QuietLibraryInfo())
+  checkpointing.quiet_orbax_info_logs()
   if _XLA_CACHE.value and not jax.config.jax_compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_XLA_CACHE.value))
   logging.info("JAX %s, %s backend, %d devices on %d processes.", jax.__version__,

@@ -59,7 +59,8 @@ def write_samples(workdir: str, out: str, *, seeds: Sequence[int] | None = None,
     A one-line description of what was written.
   """
   # Imported here so that --help and argument errors do not wait for JAX.
-  from jaxgan import images, sampling  # pylint: disable=g-import-not-at-top
+  from jaxgan import checkpointing, images, sampling  # pylint: disable=g-import-not-at-top
+  checkpointing.quiet_orbax_info_logs()
 
   gen = sampling.load_generator(workdir, step=step, ema=ema)
   latent_dim = gen.config.model.latent_dim
