@@ -19,6 +19,7 @@ from ml_collections import config_flags
 
 from jaxgan import checkpointing
 from jaxgan import config as config_lib
+from jaxgan import distributed
 from jaxgan import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -28,6 +29,11 @@ _XLA_CACHE = flags.DEFINE_string(
     "xla_cache_dir", "~/.cache/jaxgan/xla",
     "Persistent cache of compiled programs, so that a resumed run starts without compiling "
     "again; '' disables it. JAX_COMPILATION_CACHE_DIR, when set, takes precedence.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", "", "Multi-process runs: 'host:port' of process 0. Not needed under "
+    "SLURM or on Cloud TPU pods, where JAX finds it (see jaxgan/distributed.py).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Multi-process runs: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "Multi-process runs: this process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -37,6 +43,7 @@ def main(argv):
   checkpointing.quiet_orbax_info_logs()
   if _XLA_CACHE.value and not jax.config.jax_compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_XLA_CACHE.value))
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   logging.info("JAX %s, %s backend, %d devices on %d processes.", jax.__version__,
                jax.default_backend(), jax.device_count(), jax.process_count())
   try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import signal
 import threading
 import time
@@ -36,6 +37,7 @@ from clu import metric_writers
 
 from jaxgan import checkpointing
 from jaxgan import config as config_lib
+from jaxgan import distributed
 from jaxgan import images as images_lib
 from jaxgan import input_pipeline
 from jaxgan import jsonl_writer
@@ -80,6 +82,14 @@ class _StopSignal:
   def __exit__(self, *exc) -> None:
     for s, handler in self._previous.items():
       signal.signal(s, handler)
+
+
+def _host(tree):
+  """Host copy of replicated arrays. In a multi-process run a replicated array spans
+  other processes' devices too, so `jax.device_get` cannot read it whole; every replica
+  holds the same value, so this process reads its first local one."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array)
+                      else x, tree)
 
 
 # ---- metrics on the device ----------------------------------------------------------------
@@ -181,11 +191,14 @@ class _SampleGrids:
     self._z = jax.device_put(z, sharding.replicated(mesh))
     self._generator, self._wd, self._writer = generator, wd, writer
 
-  def write(self, step: int, state: state_lib.GANState) -> None:
+  def write(self, step: int, state: state_lib.GANState, lead: bool) -> None:
+    """Every process runs the generator (one SPMD program); only `lead` writes."""
     params = state.g.params if state.g_ema is None else state.g_ema
     images = sampling.forward(self._generator, {"params": params,
                                                 "batch_stats": state.g.batch_stats}, self._z)
-    grid = images_lib.make_grid(jax.device_get(images))
+    if not lead:
+      return
+    grid = images_lib.make_grid(_host(images))
     images_lib.save_png(grid, self._wd.sample_grid(step))
     self._writer.write_images(step, {"samples": grid[None]})
 
@@ -262,8 +275,8 @@ def _compile_step(config, mesh, state):
 
 def _save(manager, step: int, state, data_step: int, config, acc, last_saved: int | None) -> int:
   """Checks the metrics since the last log and the state for NaN/Inf, then saves `step`."""
-  acc_host = None if acc is None else jax.device_get(acc)
-  _raise_if_bad(acc_host, step, last_saved, manager.directory, bool(_state_is_finite(state)))
+  acc_host = None if acc is None else _host(acc)
+  _raise_if_bad(acc_host, step, last_saved, manager.directory, bool(_host(_state_is_finite(state))))
   if checkpointing.save(manager, step, state, data_step, config):
     logging.info("Saving the checkpoint of step %d (asynchronously).", step)
   return step
@@ -295,13 +308,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   lead = jax.process_index() == 0
   mesh = sharding.make_mesh()
   sharding.check_batch_divides(config.train.batch_size, mesh)
+  distributed.log_topology(mesh, config.train.batch_size)
+  logging.info("Config:\n%s", config)
   generator, discriminator = create_models(config)
   with _StopSignal() as stop:
     state = _init_state(config, generator, discriminator, mesh)
     manager = checkpointing.create_manager(wd.checkpoints, max_to_keep=config.max_to_keep)
     try:
       state, data_step = _restore_or_init(config, wd, manager, state)
-      start = int(jax.device_get(state.step))
+      start = int(_host(state.step))
       if lead:
         workdir_lib.save_config(config, wd)
         workdir_lib.truncate_metrics(wd.metrics, start)
@@ -342,8 +357,11 @@ def _loop(run: _Run, state, start: int, it: input_pipeline.DataIterator, generat
   last_saved = manager.latest_step()
   acc, previous, step = None, None, start
   rate = _Rate(start)
-  if lead and start % config.sample_every == 0 and not wd.sample_grid(start).exists():
-    grids.write(start, state)
+  if start % config.sample_every == 0 and not wd.sample_grid(start).exists():
+    grids.write(start, state, lead)
+  # Simulated CPU devices: queuing collective steps can abort with XLA's "Termination timeout
+  # for all reduce" (PITFALLS.md); waiting for each step before the next avoided it.
+  block_each_step = jax.default_backend() == "cpu" and jax.device_count() > 1
   logging.info("Training from step %d to %d; workdir %s.", start, num_steps, wd.root)
 
   while step < num_steps and run.stop.signum is None:
@@ -353,11 +371,13 @@ def _loop(run: _Run, state, start: int, it: input_pipeline.DataIterator, generat
     state, metrics = compiled(state, {"image": batch["image"]})
     step += 1
     acc = _accumulate(_empty_accumulator(metrics) if acc is None else acc, metrics, step)
-    if previous is not None:
+    if block_each_step:
+      jax.block_until_ready(metrics)
+    elif previous is not None:
       jax.block_until_ready(previous)  # Step step-1; step is already queued behind it.
     previous = metrics
     if _is_log_step(step, start, config, rate):
-      acc_host = jax.device_get(acc)
+      acc_host = _host(acc)
       _raise_if_bad(acc_host, step, last_saved, manager.directory)
       steps_per_s = rate.update(step)
       means = {k: float(v) / int(acc_host["count"]) for k, v in acc_host["sum"].items()}
@@ -367,12 +387,22 @@ def _loop(run: _Run, state, start: int, it: input_pipeline.DataIterator, generat
       writer.flush()
       logging.info("%s", format_progress(step, num_steps, steps_per_s, images_per_s, means))
       acc = None
-    if lead and step % config.sample_every == 0:
-      grids.write(step, state)
+    if step % config.sample_every == 0:
+      grids.write(step, state, lead)
     if step % config.checkpoint_every == 0:
       last_saved = _save(manager, step, state, it.step, config, acc, last_saved)
   if step != last_saved:
     _save(manager, step, state, it.step, config, acc, last_saved)
-  if lead and step % config.sample_every and step == num_steps:
-    grids.write(step, state)  # The final grid, when num_steps is off the sampling schedule.
+  if step % config.sample_every and step == num_steps:
+    grids.write(step, state, lead)  # The final grid, when num_steps is off the sampling schedule.
+  logging.info("Step %d; state fingerprint %s.", step, state_fingerprint(state))
   return state, step
+
+
+def state_fingerprint(state: state_lib.GANState) -> str:
+  """SHA-256 of this process's replica of G's and D's parameters (the processes of a
+  multi-process run must agree on it)."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(_host((state.g.params, state.d.params))):
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()[:16]
