@@ -181,7 +181,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if g.project == "conv":
     # A 1x1 latent is projected to the base map by one transposed conv; every base size works,
     # but a base of more than 64x64 from a 1x1 input is almost certainly a mistake in strides.
-    base = [size_chain(s, g.strides[::-1])[-1] for s in size]
+    base = base_size(config)
     if max(base) > 64:
       _fail("data.image_size", tuple(size),
             f"model.generator.strides {tuple(g.strides)} leave a {base[0]}x{base[1]} base map "
