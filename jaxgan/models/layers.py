@@ -58,13 +58,10 @@ def conv_transpose_lax(x: Array, kernel: Array, strides: Sequence[int],
 
 def _tap_plan(in_size: int, out_size: int, k: int, s: int):
   """Per axis: for each output phase r (o = s*q + r), the taps j and offsets d with
-  y[s*q + r] += x[q + d] * w[j]; plus the padding of x's axis that keeps q + d in range."""
+  y[s*q + r] += x[q + d] * w[j]; and the number q of outputs per phase."""
   lo, _ = transpose_padding(in_size, out_size, k, s)
-  q = -(-out_size // s)
   phases = [[(j, (r + j - lo) // s) for j in range(k) if (r + j - lo) % s == 0] for r in range(s)]
-  offsets = [d for taps in phases for _, d in taps]
-  pad = (max(0, -min(offsets)), max(0, q - 1 + max(offsets) - (in_size - 1)))
-  return phases, q, pad
+  return phases, -(-out_size // s)
 
 
 def _matmul_taps(x: Array, kernel: Array) -> Array:
@@ -84,10 +81,10 @@ def conv_transpose_col2im(x: Array, kernel: Array, strides: tuple[int, int],
   taps' slices of z, shifted on the input grid. The backward pass stacks shifted slices
   of the output gradient into dz and forms both gradients as one matmul each.
   """
-  (kh, kw, _, cout), (sh, sw), b = kernel.shape, strides, x.shape[0]
-  ph, qh, (plh, phh) = _tap_plan(x.shape[1], out_size[0], kh, sh)
-  pw, qw, (plw, phw) = _tap_plan(x.shape[2], out_size[1], kw, sw)
-  z = jnp.pad(_matmul_taps(x, kernel), ((0, 0), (plh, phh), (plw, phw), (0, 0), (0, 0), (0, 0)))
+  (kh, kw, _, cout), (sh, sw), (b, h, w) = kernel.shape, strides, x.shape[:3]
+  ph, qh = _tap_plan(h, out_size[0], kh, sh)
+  pw, qw = _tap_plan(w, out_size[1], kw, sw)
+  z = _matmul_taps(x, kernel)
   rows = []
   for taps_h in ph:
     row = []
@@ -95,7 +92,13 @@ def conv_transpose_col2im(x: Array, kernel: Array, strides: tuple[int, int],
       y = jnp.zeros((b, qh, qw, cout), x.dtype)
       for i, dh in taps_h:
         for j, dw in taps_w:
-          y = y + z[:, plh + dh:plh + dh + qh, plw + dw:plw + dw + qw, i, j]
+          # Phase output q reads z[q + d] where 0 <= q + d < h: a slice, zero-padded to q
+          # outputs (padding z itself would copy all of it).
+          q0, q1 = max(0, -dh), min(qh, h - dh)
+          p0, p1 = max(0, -dw), min(qw, w - dw)
+          if q0 < q1 and p0 < p1:
+            y = y + jnp.pad(z[:, q0 + dh:q1 + dh, p0 + dw:p1 + dw, i, j],
+                            ((0, 0), (q0, qh - q1), (p0, qw - p1), (0, 0)))
       row.append(y)
     rows.append(jnp.stack(row, axis=3))  # (b, qh, qw, sw, cout)
   y = jnp.stack(rows, axis=2)  # (b, qh, sh, qw, sw, cout)
@@ -109,8 +112,8 @@ def _col2im_fwd(x, kernel, strides, out_size):
 def _col2im_bwd(strides, out_size, res, dy):
   x, kernel = res
   (kh, kw, cin, cout), (sh, sw), (b, h, w) = kernel.shape, strides, x.shape[:3]
-  ph, qh, _ = _tap_plan(h, out_size[0], kh, sh)
-  pw, qw, _ = _tap_plan(w, out_size[1], kw, sw)
+  ph, qh = _tap_plan(h, out_size[0], kh, sh)
+  pw, qw = _tap_plan(w, out_size[1], kw, sw)
   dy = jnp.pad(dy, ((0, 0), (0, qh * sh - out_size[0]), (0, qw * sw - out_size[1]), (0, 0)))
   dy = dy.reshape(b, qh, sh, qw, sw, cout)
   # dz[h, i] = dy_phase(i)[h - d_i]: shifted windows of each phase's gradient, zero outside.
