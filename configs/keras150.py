@@ -15,9 +15,4 @@ def get_config(arg: str = ""):
   c = config_lib.default_config()
   c.data.image_size = (150, 150)
   config_lib.symmetric_dcgan(c, depth=4, increment=32, kernel_size=5, stride=2, dropout=0.3)
-  c.model.generator.project_norm_act = True
-  c.model.generator.activation = "leaky_relu"
-  c.model.discriminator.norm = "none"
-  c.train.g_steps = 1
-  c.optim.g_lr = c.optim.d_lr = 2e-4
   return c

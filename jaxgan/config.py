@@ -227,7 +227,9 @@ def symmetric_dcgan(config: ml_collections.ConfigDict, *, depth: int, increment:
   """Sets a Keras-style symmetric DCGAN: D has `depth` convs of increment*(i+1) kernels.
 
   G mirrors D: it projects the latent to D's last feature map (size and channels) and
-  upsamples through the same sizes in reverse, so any image size comes out exactly.
+  upsamples through the same sizes in reverse, so any image size comes out exactly. The
+  Keras recipe: BatchNorm + LeakyReLU in G (also after the projection), no norm in D,
+  1 D + 1 G update per step, Adam 2e-4 for both.
   """
   feats = tuple(increment * (i + 1) for i in range(depth))
   d, g = config.model.discriminator, config.model.generator
@@ -236,7 +238,10 @@ def symmetric_dcgan(config: ml_collections.ConfigDict, *, depth: int, increment:
   g.features = tuple(reversed(feats[:-1]))
   g.strides = (stride,) * depth
   g.kernel_size = kernel_size
-  g.project = "dense"
+  g.project, g.project_norm_act, g.activation = "dense", True, "leaky_relu"
+  d.norm = "none"
+  config.train.g_steps = 1
+  config.optim.g_lr = config.optim.d_lr = 2e-4
 
 
 def base_size(config: ml_collections.ConfigDict) -> tuple[int, int]:
