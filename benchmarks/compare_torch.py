@@ -32,11 +32,11 @@ def _json_lines(cmd: list[str], env=None) -> list[dict]:
   return [json.loads(l[5:]) for l in proc.stdout.splitlines() if l.startswith("JSON ")]
 
 
-def run_jaxgan(args) -> dict:
+def run_jaxgan(args, malloc: str = "auto") -> dict:
   cmd = [sys.executable, "-m", "jaxgan.benchmark", "--config", "configs/dcgan128.py",
          f"--config.train.batch_size={args.batch}", f"--config.model.dtype={args.dtype}",
          f"--steps={args.steps}", "--warmup=2"]
-  return _json_lines(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)))[-1]
+  return _json_lines(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT), JAXGAN_MALLOC=malloc))[-1]
 
 
 def run_torch(args, mode: str) -> dict:
@@ -54,7 +54,9 @@ def main():
   ap.add_argument("--batch", type=int, default=32)
   ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   ap.add_argument("--steps", type=int, default=5, help="timed steps per process")
-  ap.add_argument("--modes", default="jaxgan,eager,compile")
+  ap.add_argument("--modes", default="jaxgan,eager,compile",
+                  help="any of jaxgan, jaxgan-system (glibc's default allocation, see "
+                  "jaxgan/hostmem.py), eager, compile")
   ap.add_argument("--device", default="", help="torch device (default: cuda if available)")
   ap.add_argument("--json_out", default="")
   args = ap.parse_args()
@@ -62,7 +64,10 @@ def main():
   runs = {m: [] for m in modes}
   for r in range(args.rounds):
     for mode in modes:
-      res = run_jaxgan(args) if mode == "jaxgan" else run_torch(args, mode)
+      if mode in ("jaxgan", "jaxgan-system"):
+        res = run_jaxgan(args, malloc="system" if mode == "jaxgan-system" else "auto")
+      else:
+        res = run_torch(args, mode)
       runs[mode].append(res)
       print(f"round {r + 1} {mode:8s} median {res['median_s']:.4f} s/step "
             f"(min {res['min_s']:.4f}, max {res['max_s']:.4f})", flush=True)

@@ -7,7 +7,8 @@ r"""Benchmark of the compiled GAN step on synthetic data (no TensorFlow needed).
 Prints, per configuration: backend and device kind, compile time, median/min/max seconds
 per step over --steps timed steps after --warmup steps, images per second, XLA's FLOPs
 per step, achieved TFLOP/s and peak memory (device memory stats where the backend has
-them, else the process's peak RSS), with --with_pipeline the fraction of the time spent
+them, else the process's peak RSS), the host's minor page faults per step (see
+jaxgan/hostmem.py), with --with_pipeline the fraction of the time spent
 waiting for input from the real pipeline, then one line starting with `JSON`. Without
 --with_pipeline it runs on a synthetic batch and needs no TensorFlow.
 """
@@ -20,7 +21,13 @@ import statistics
 import time
 from typing import Any
 
-import jax
+if __name__ == "__main__":
+  from jaxgan import hostmem  # before JAX starts its threads: see jaxgan/hostmem.py
+  _HOST_MALLOC = hostmem.configure()
+else:
+  _HOST_MALLOC = None
+
+import jax  # noqa: E402  (after the allocator set-up above)
 import jax.numpy as jnp
 import ml_collections
 from absl import app, flags
@@ -91,6 +98,7 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
     state, metrics = compiled(state, next_batch())
   jax.block_until_ready(metrics)
   times, waits = [], []
+  faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   for _ in range(num_steps):
     t = time.perf_counter()
     b = next_batch()
@@ -98,6 +106,7 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
     state, metrics = compiled(state, b)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t)
+  faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / num_steps
   if data is not None:
     data.close()
   med = statistics.median(times)
@@ -110,8 +119,10 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
       upsample_impl=config.model.upsample_impl, compile_s=compile_s, median_s=med,
       min_s=min(times), max_s=max(times), images_per_s=config.train.batch_size / med,
       flops_per_step=flops, tflops_per_s=flops / med / 1e12, peak_memory_mib=peak,
-      peak_memory_kind=peak_kind,
-      input_wait_fraction=sum(waits) / sum(times) if with_pipeline else None, losses=[float(metrics["loss/d"]), float(metrics["loss/g"])])
+      peak_memory_kind=peak_kind, host_page_faults_per_step=faults,
+      host_malloc=_HOST_MALLOC or "as the calling process set it",
+      input_wait_fraction=sum(waits) / sum(times) if with_pipeline else None,
+      losses=[float(metrics["loss/d"]), float(metrics["loss/g"])])
 
 
 def format_row(r: dict[str, Any]) -> str:
@@ -119,7 +130,8 @@ def format_row(r: dict[str, Any]) -> str:
           f"compile {r['compile_s']:6.1f} s  step {r['median_s']:8.4f} s "
           f"(min {r['min_s']:.4f}, max {r['max_s']:.4f})  {r['images_per_s']:9.1f} img/s  "
           f"{r['flops_per_step'] / 1e9:8.1f} GFLOP/step  {r['tflops_per_s']:7.3f} TFLOP/s  "
-          f"peak {r['peak_memory_mib']:8.0f} MiB ({r['peak_memory_kind']})"
+          f"peak {r['peak_memory_mib']:8.0f} MiB ({r['peak_memory_kind']})  "
+          f"{r['host_page_faults_per_step']:8.0f} page faults/step"
           + ("" if r["input_wait_fraction"] is None else
              f"  input wait {100 * r['input_wait_fraction']:.1f}%"))
 

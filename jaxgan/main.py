@@ -13,7 +13,15 @@ from __future__ import annotations
 import os
 import sys
 
-import jax
+if __name__ == "__main__":
+  # Before JAX starts its CPU threads: glibc then keeps the step's freed temporaries
+  # instead of page-faulting them again every step (jaxgan/hostmem.py).
+  from jaxgan import hostmem
+  _HOST_MALLOC = hostmem.configure()
+else:
+  _HOST_MALLOC = None
+
+import jax  # noqa: E402  (after the allocator set-up above)
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -46,6 +54,8 @@ def main(argv):
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   logging.info("JAX %s, %s backend, %d devices on %d processes.", jax.__version__,
                jax.default_backend(), jax.device_count(), jax.process_count())
+  if _HOST_MALLOC:
+    logging.info("Host memory: %s.", _HOST_MALLOC)
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (config_lib.ConfigError, checkpointing.CheckpointMismatchError,

@@ -32,6 +32,7 @@ def test_benchmark_sweep_prints_table_and_json(tmp_path):
     assert 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
     assert r["images_per_s"] == r["batch"] / r["median_s"]
     assert r["peak_memory_mib"] > 0 and r["input_wait_fraction"] is None
+    assert r["host_page_faults_per_step"] >= 0 and r["host_malloc"]
   assert json.loads(out.read_text()) == records
 
 
