@@ -69,3 +69,17 @@ def test_module_matches_flax_conv_transpose_shapes_and_params(impl):
 def test_auto_picks_col2im_on_cpu():
   assert jax.default_backend() == "cpu"
   assert layers.resolve_upsample_impl("auto") == "col2im"
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_dense_equals_flax_dense_in_value_and_gradient(use_bias):
+  x = jax.random.normal(jax.random.key(0), (6, 3, 7))
+  ours, ref = layers.Dense(11, use_bias=use_bias), nn.Dense(11, use_bias=use_bias)
+  params = ref.init(jax.random.key(1), x)
+  params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, params)
+  loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))  # noqa: E731
+  np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(jax.grad(loss(ours), argnums=(0, 1))(params, x)),
+                  jax.tree.leaves(jax.grad(loss(ref), argnums=(0, 1))(params, x))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

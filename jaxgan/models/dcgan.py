@@ -58,7 +58,7 @@ class Generator(nn.Module):
         bn_axis_name=self.bn_axis_name, alpha=self.leaky_alpha, **kw)
     z = z.astype(self.dtype)
     if self.project == "dense":
-      proj = nn.Dense(h0 * w0 * c0, use_bias=self.use_bias, kernel_init=kinit, dtype=self.dtype)
+      proj = layers.Dense(h0 * w0 * c0, use_bias=self.use_bias, kernel_init=kinit, dtype=self.dtype)
     else:  # A transposed conv from a 1x1 latent to (h0, w0): a dense map with per-channel bias.
       proj = _LatentProjection((h0, w0), c0, self.use_bias, kinit, self.dtype)
     spectral = "spectral" if self.norm == "spectral" else "none"
@@ -124,6 +124,6 @@ class Discriminator(nn.Module):
                        alpha=self.leaky_alpha, dropout=self.dropout, init=self.init_scheme,
                        dtype=self.dtype, bn_axis_name=self.bn_axis_name)
     x = x.reshape(x.shape[0], -1)
-    head = nn.Dense(1, use_bias=self.use_bias, kernel_init=kinit, dtype=self.dtype)
+    head = layers.Dense(1, use_bias=self.use_bias, kernel_init=kinit, dtype=self.dtype)
     x = layers.block(x, head, train=train, norm="spectral" if self.norm == "spectral" else "none")
     return x[:, 0].astype(jnp.float32)
