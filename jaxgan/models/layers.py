@@ -71,34 +71,53 @@ def _matmul_taps(x: Array, kernel: Array) -> Array:
   return z.reshape(b, h, w, kh, kw, cout)
 
 
+def _row_gap_layout(x: Array, offsets: list[int], q: int) -> tuple[Array, int]:
+  """x [B, H, ...] with g zero rows before, between and after the images, flattened to
+  [g + B * (H + g) + t, ...], where g covers every row offset's reach into a neighbour.
+
+  Row r of image b sits at g + b * (H + g) + r, so for every offset d the window of rows
+  q' + d (0 <= q' < q) of all images is one slice reshaped to [B, H + g, ...][:, :q], with
+  the rows outside an image reading zeros. The gaps cost g / H more rows of the matmul
+  (one row in 32 for dcgan128); in exchange the col2im sum reads plain slices, which XLA:CPU
+  fuses about 3x faster than the zero-padded slices they replace.
+  """
+  b, h = x.shape[:2]
+  g = max(0, -min(offsets), max(offsets) + q - h)
+  tail = g + max(0, max(offsets) - g)
+  pad = ((0, 0), (0, g)) + ((0, 0),) * (x.ndim - 2)
+  flat = jnp.pad(x, pad).reshape((b * (h + g),) + x.shape[2:])
+  return jnp.pad(flat, ((g, tail),) + ((0, 0),) * (x.ndim - 2)), g
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv_transpose_col2im(x: Array, kernel: Array, strides: tuple[int, int],
                           out_size: tuple[int, int]) -> Array:
   """Same result as `conv_transpose_lax`, as one exact matmul and a col2im of its taps.
 
-  z = x @ W for all k*k taps ([B, H, W, kh, kw, Cout]: the transposed conv's FLOPs, no
-  zero taps, in one large matrix product); then output phase (r_h, r_w) is the sum of its
-  taps' slices of z, shifted on the input grid. The backward pass stacks shifted slices
-  of the output gradient into dz and forms both gradients as one matmul each.
+  z = x @ W for all k*k taps ([rows, W, kh, kw, Cout]: the transposed conv's FLOPs, no
+  zero taps, in one large matrix product, on the row-gap layout of `_row_gap_layout`);
+  then output phase (r_h, r_w) is the sum of its taps' slices of z, shifted on the input
+  grid. The backward pass stacks shifted slices of the output gradient into dz and forms
+  both gradients as one matmul each.
   """
   (kh, kw, _, cout), (sh, sw), (b, h, w) = kernel.shape, strides, x.shape[:3]
   ph, qh = _tap_plan(h, out_size[0], kh, sh)
   pw, qw = _tap_plan(w, out_size[1], kw, sw)
-  z = _matmul_taps(x, kernel)
+  xg, g = _row_gap_layout(x, [d for taps in ph for _, d in taps] or [0], qh)
+  z = _matmul_taps(xg[:, None], kernel)[:, 0]  # [rows, w, kh, kw, cout]
   rows = []
   for taps_h in ph:
     row = []
     for taps_w in pw:
       y = jnp.zeros((b, qh, qw, cout), x.dtype)
       for i, dh in taps_h:
+        zh = z[g + dh:g + dh + b * (h + g)].reshape(b, h + g, w, kh, kw, cout)[:, :qh]
         for j, dw in taps_w:
-          # Phase output q reads z[q + d] where 0 <= q + d < h: a slice, zero-padded to q
-          # outputs (padding z itself would copy all of it).
-          q0, q1 = max(0, -dh), min(qh, h - dh)
+          # Phase output p reads z[p + dw] where 0 <= p + dw < w: a slice, zero-padded to
+          # qw outputs (padding z itself would copy all of it).
           p0, p1 = max(0, -dw), min(qw, w - dw)
-          if q0 < q1 and p0 < p1:
-            y = y + jnp.pad(z[:, q0 + dh:q1 + dh, p0 + dw:p1 + dw, i, j],
-                            ((0, 0), (q0, qh - q1), (p0, qw - p1), (0, 0)))
+          if p0 < p1:
+            y = y + jnp.pad(zh[:, :, p0 + dw:p1 + dw, i, j], ((0, 0), (0, 0), (p0, qw - p1), (0, 0)))
       row.append(y)
     rows.append(jnp.stack(row, axis=3))  # (b, qh, qw, sw, cout)
   y = jnp.stack(rows, axis=2)  # (b, qh, sh, qw, sw, cout)
