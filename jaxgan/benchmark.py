@@ -8,9 +8,11 @@ Prints, per configuration: backend and device kind, compile time, median/min/max
 per step over --steps timed steps after --warmup steps, images per second, XLA's FLOPs
 per step, achieved TFLOP/s and peak memory (device memory stats where the backend has
 them, else the process's peak RSS), the host's minor page faults per step (see
-jaxgan/hostmem.py), with --with_pipeline the fraction of the time spent
-waiting for input from the real pipeline, then one line starting with `JSON`. Without
---with_pipeline it runs on a synthetic batch and needs no TensorFlow.
+jaxgan/hostmem.py), the device's measured matrix-multiply peak in the step's dtype and the
+step's fraction of it (MFU: XLA's FLOPs over that peak), the projected time of the
+config's full run (train.num_steps x the median step), with --with_pipeline the fraction
+of the time spent waiting for input from the real pipeline, then one line starting with
+`JSON`. Without --with_pipeline it runs on a synthetic batch and needs no TensorFlow.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ _SWEEP = flags.DEFINE_bool("sweep", False, "Sweep --batches x --dtypes and print
 _BATCHES = flags.DEFINE_list("batches", ["32", "256"], "Batch sizes of the sweep.")
 _DTYPES = flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Dtypes of the sweep.")
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the results to this JSON file.")
+_PEAK_SIZE = flags.DEFINE_integer(
+    "peak_size", 0, "n of the n x n x n matmul that measures the device's peak (0: 8192 on "
+    "accelerators, 2048 on CPU; negative: skip it).")
 _PIPELINE = flags.DEFINE_bool(
     "with_pipeline", False, "Feed the step from the real input pipeline (config.data) and "
     "report the fraction of time spent waiting for input (needs TensorFlow).")
@@ -56,8 +61,30 @@ def _peak_memory_mib() -> tuple[float, str]:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "host_rss"
 
 
+def matmul_peak_tflops(dtype: str, n: int = 0, repeats: int = 10,
+                       budget_s: float = 3.0) -> float:
+  """The device's measured matrix-multiply rate in TFLOP/s: the fastest of `repeats`
+  [n, n] x [n, n] products in `dtype` with float32 accumulation, as the step's dots run
+  (n = 0: 8192 on accelerators, 2048 on CPU); fewer repeats if they exceed `budget_s`."""
+  n = n or (2048 if jax.default_backend() == "cpu" else 8192)
+  ka, kb = jax.random.split(jax.random.key(0))
+  a = jax.random.normal(ka, (n, n), jnp.float32).astype(dtype)
+  b = jax.random.normal(kb, (n, n), jnp.float32).astype(dtype)
+  matmul = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
+  jax.block_until_ready(matmul(a, b))
+  best, start = float("inf"), time.perf_counter()
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(matmul(a, b))
+    best = min(best, time.perf_counter() - t)
+    if time.perf_counter() - start > budget_s:
+      break
+  return 2 * n**3 / best / 1e12
+
+
 def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
-                   warmup: int = 2, with_pipeline: bool = False) -> dict[str, Any]:
+                   warmup: int = 2, with_pipeline: bool = False,
+                   peak_size: int = 0) -> dict[str, Any]:
   """Compiles and times the training step of `config`.
 
   Args:
@@ -66,10 +93,14 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
     warmup: untimed steps after compilation.
     with_pipeline: feed real batches from `jaxgan.input_pipeline` (TensorFlow) instead
       of one synthetic batch, and measure the time spent waiting for them.
+    peak_size: n of `matmul_peak_tflops` (0: by backend; negative: not measured, and
+      the peak and MFU are None).
 
   Returns:
     A dict of the figures (see the module docstring).
   """
+  if num_steps < 1 or warmup < 0:
+    raise ValueError(f"num_steps={num_steps} must be >= 1 and warmup={warmup} >= 0")
   config_lib.validate(config)
   mesh = sharding.make_mesh()
   sharding.check_batch_divides(config.train.batch_size, mesh)
@@ -95,8 +126,8 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
   next_batch = (lambda: batch) if data is None else (lambda: next(data))  # noqa: E731
 
   for _ in range(warmup):
-    state, metrics = compiled(state, next_batch())
-  jax.block_until_ready(metrics)
+    state, _ = compiled(state, next_batch())
+  jax.block_until_ready(state)
   times, waits = [], []
   faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   for _ in range(num_steps):
@@ -111,6 +142,7 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
     data.close()
   med = statistics.median(times)
   peak, peak_kind = _peak_memory_mib()
+  mm_peak = None if peak_size < 0 else matmul_peak_tflops(config.model.dtype, peak_size)
   dev = jax.devices()[0]
   return dict(
       backend=jax.default_backend(), device_kind=dev.device_kind, num_devices=jax.device_count(),
@@ -118,11 +150,20 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
       dtype=config.model.dtype, d_steps=config.train.d_steps, g_steps=config.train.g_steps,
       upsample_impl=config.model.upsample_impl, compile_s=compile_s, median_s=med,
       min_s=min(times), max_s=max(times), images_per_s=config.train.batch_size / med,
-      flops_per_step=flops, tflops_per_s=flops / med / 1e12, peak_memory_mib=peak,
+      flops_per_step=flops, tflops_per_s=flops / med / 1e12, matmul_peak_tflops=mm_peak,
+      mfu=None if mm_peak is None else flops / med / 1e12 / mm_peak,
+      num_steps=config.train.num_steps, projected_run_s=config.train.num_steps * med,
+      peak_memory_mib=peak,
       peak_memory_kind=peak_kind, host_page_faults_per_step=faults,
       host_malloc=_HOST_MALLOC or "as the calling process set it",
       input_wait_fraction=sum(waits) / sum(times) if with_pipeline else None,
       losses=[float(metrics["loss/d"]), float(metrics["loss/g"])])
+
+
+def _duration(seconds: float) -> str:
+  minutes, secs = divmod(round(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def format_row(r: dict[str, Any]) -> str:
@@ -130,6 +171,9 @@ def format_row(r: dict[str, Any]) -> str:
           f"compile {r['compile_s']:6.1f} s  step {r['median_s']:8.4f} s "
           f"(min {r['min_s']:.4f}, max {r['max_s']:.4f})  {r['images_per_s']:9.1f} img/s  "
           f"{r['flops_per_step'] / 1e9:8.1f} GFLOP/step  {r['tflops_per_s']:7.3f} TFLOP/s  "
+          + ("" if r["mfu"] is None else
+             f"= {100 * r['mfu']:.1f}% of a {r['matmul_peak_tflops']:.3f} TFLOP/s matmul  ")
+          + f"{r['num_steps']} steps in {_duration(r['projected_run_s'])}  "
           f"peak {r['peak_memory_mib']:8.0f} MiB ({r['peak_memory_kind']})  "
           f"{r['host_page_faults_per_step']:8.0f} page faults/step"
           + ("" if r["input_wait_fraction"] is None else
@@ -148,7 +192,7 @@ def main(argv):
     if run is not None:
       cfg.train.batch_size, cfg.model.dtype = run
     r = benchmark_step(cfg, num_steps=_STEPS.value, warmup=_WARMUP.value,
-                       with_pipeline=_PIPELINE.value)
+                       with_pipeline=_PIPELINE.value, peak_size=_PEAK_SIZE.value)
     results.append(r)
     print(format_row(r), flush=True)
     print("JSON " + json.dumps(r), flush=True)

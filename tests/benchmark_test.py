@@ -1,10 +1,15 @@
-"""Smoke test of the step benchmark on a tiny config: a well-formed table row and JSON."""
+"""Smoke tests of the step benchmark and the side-by-side harness on a tiny config: a
+well-formed table and JSON (never a timed assertion)."""
 
 import json
 import os
+import stat
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--config.data.image_size=(16,16)", "--config.model.latent_dim=8",
@@ -33,7 +38,65 @@ def test_benchmark_sweep_prints_table_and_json(tmp_path):
     assert r["images_per_s"] == r["batch"] / r["median_s"]
     assert r["peak_memory_mib"] > 0 and r["input_wait_fraction"] is None
     assert r["host_page_faults_per_step"] >= 0 and r["host_malloc"]
+    assert r["matmul_peak_tflops"] > 0
+    assert r["mfu"] == pytest.approx(r["tflops_per_s"] / r["matmul_peak_tflops"])
+    assert r["num_steps"] == 20_000 and r["projected_run_s"] == 20_000 * r["median_s"]
+  assert all("% of a " in row and "20000 steps in " in row for row in rows)
   assert json.loads(out.read_text()) == records
+
+
+def test_benchmark_without_the_peak_measurement_has_no_mfu():
+  cmd = [sys.executable, "-m", "jaxgan.benchmark", "--config", "configs/dcgan128.py", *TINY,
+         "--config.train.batch_size=4", "--config.train.num_steps=90", "--steps=1",
+         "--warmup=0", "--peak_size=-1"]
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  record = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("JSON "))[5:])
+  assert record["matmul_peak_tflops"] is None and record["mfu"] is None
+  assert record["projected_run_s"] == 90 * record["median_s"]
+
+
+# Stands in for PyTorch's interpreter: compare_torch runs `python torch_dcgan.py --mode M
+# --batch B --dtype D ...`; this prints what torch_dcgan.py prints, with a step time of
+# batch / 1000 s for eager and batch / 2000 s for compile.
+FAKE_TORCH = """\
+import json, sys
+a = dict(zip(sys.argv[2::2], sys.argv[3::2]))
+b = int(a["--batch"]); s = b / (1000 if a["--mode"] == "eager" else 2000)
+print("JSON " + json.dumps(dict(impl="torch-" + a["--mode"], dtype=a["--dtype"], batch=b,
+      median_s=s, min_s=s, max_s=s, device="cpu")))
+"""
+
+
+def test_compare_torch_tables_every_batch_and_dtype(tmp_path):
+  fake = tmp_path / "fake_python"
+  fake.write_text(f"#!{sys.executable}\n" + textwrap.dedent(FAKE_TORCH))
+  fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+  out = tmp_path / "cmp.json"
+  cmd = [sys.executable, "benchmarks/compare_torch.py", "--torch_python", str(fake),
+         "--batch", "4,8", "--dtype", "float32", "--rounds", "1", "--steps", "2",
+         "--modes", "jaxgan,eager,compile", f"--json_out={out}", "--device", "cpu",
+         *[f"--jaxgan_flag={f}" for f in TINY + ["--peak_size=256"]]]
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads(out.read_text())
+  assert [(r["batch"], r["dtype"]) for r in results] == [(4, "float32"), (8, "float32")]
+  for r in results:
+    assert r["median_s"]["eager"] == r["batch"] / 1000
+    assert r["median_s"]["compile"] == r["batch"] / 2000
+    jax_s = r["median_s"]["jaxgan"]
+    assert jax_s == r["runs"]["jaxgan"][0]["median_s"] > 0
+    for mode, s in r["median_s"].items():
+      row = f"| {r['batch']} | float32 | {mode} | {s:.4f} | {r['batch'] / s:.1f} | {jax_s / s:.2f} |"
+      assert row in proc.stdout
+    assert f"jaxgan batch {r['batch']} float32: MFU " in proc.stdout
+
+
+def test_compare_torch_rejects_a_bad_dtype():
+  proc = subprocess.run([sys.executable, "benchmarks/compare_torch.py", "--torch_python", "x",
+                         "--dtype", "float16"], cwd=ROOT, capture_output=True, text=True)
+  assert proc.returncode == 2 and "float16" in proc.stderr and "bfloat16" in proc.stderr
 
 
 def test_benchmark_with_the_input_pipeline_reports_input_wait(tmp_path):
