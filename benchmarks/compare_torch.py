@@ -87,11 +87,12 @@ def main():
             f"{res['batch'] / med[m]:.1f} | {ratio:.2f} |")
   for res in results:
     if "jaxgan" in res["runs"]:
-      j = res["runs"]["jaxgan"][-1]
-      mfu = "n/a" if j.get("mfu") is None else (
-          f"{100 * j['mfu']:.1f}% of a {j['matmul_peak_tflops']:.1f} TFLOP/s matmul")
+      j, med = res["runs"]["jaxgan"][-1], res["median_s"]["jaxgan"]
+      peak = j.get("matmul_peak_tflops")
+      mfu = "n/a" if peak is None else (
+          f"{100 * j['flops_per_step'] / med / 1e12 / peak:.1f}% of a {peak:.3g} TFLOP/s matmul")
       print(f"jaxgan batch {res['batch']} {res['dtype']}: MFU {mfu}; {j['num_steps']} steps "
-            f"projected at {res['median_s']['jaxgan'] * j['num_steps'] / 60:.1f} min")
+            f"projected at {med * j['num_steps'] / 60:.1f} min")
   device = results[0]["device"]
   print(f"\n(device {device}, load average {os.getloadavg()[0]:.2f})")
   if args.json_out:
