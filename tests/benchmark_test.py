@@ -75,22 +75,27 @@ def test_compare_torch_tables_every_batch_and_dtype(tmp_path):
   fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
   out = tmp_path / "cmp.json"
   cmd = [sys.executable, "benchmarks/compare_torch.py", "--torch_python", str(fake),
-         "--batch", "4,8", "--dtype", "float32", "--rounds", "1", "--steps", "2",
+         "--batch", "4,8", "--dtype", "float32,bfloat16", "--rounds", "1", "--steps", "1",
          "--modes", "jaxgan,eager,compile", f"--json_out={out}", "--device", "cpu",
          *[f"--jaxgan_flag={f}" for f in TINY + ["--peak_size=256"]]]
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads(out.read_text())
-  assert [(r["batch"], r["dtype"]) for r in results] == [(4, "float32"), (8, "float32")]
+  assert [(r["batch"], r["dtype"]) for r in results] == [
+      (4, "float32"), (4, "bfloat16"), (8, "float32"), (8, "bfloat16")]
   for r in results:
     assert r["median_s"]["eager"] == r["batch"] / 1000
     assert r["median_s"]["compile"] == r["batch"] / 2000
+    jax_run = r["runs"]["jaxgan"][0]
+    assert (jax_run["batch"], jax_run["dtype"]) == (r["batch"], r["dtype"])
+    assert r["runs"]["eager"][0]["dtype"] == r["dtype"]
     jax_s = r["median_s"]["jaxgan"]
-    assert jax_s == r["runs"]["jaxgan"][0]["median_s"] > 0
+    assert jax_s == jax_run["median_s"] > 0
     for mode, s in r["median_s"].items():
-      row = f"| {r['batch']} | float32 | {mode} | {s:.4f} | {r['batch'] / s:.1f} | {jax_s / s:.2f} |"
+      row = (f"| {r['batch']} | {r['dtype']} | {mode} | {s:.4f} | {r['batch'] / s:.1f} | "
+             f"{jax_s / s:.2f} |")
       assert row in proc.stdout
-    assert f"jaxgan batch {r['batch']} float32: MFU " in proc.stdout
+    assert f"jaxgan batch {r['batch']} {r['dtype']}: MFU " in proc.stdout
 
 
 def test_compare_torch_rejects_a_bad_dtype():
