@@ -17,6 +17,7 @@ of the time spent waiting for input from the real pipeline, then one line starti
 
 from __future__ import annotations
 
+import functools
 import json
 import resource
 import statistics
@@ -61,11 +62,13 @@ def _peak_memory_mib() -> tuple[float, str]:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "host_rss"
 
 
+@functools.lru_cache
 def matmul_peak_tflops(dtype: str, n: int = 0, repeats: int = 10,
                        budget_s: float = 3.0) -> float:
   """The device's measured matrix-multiply rate in TFLOP/s: the fastest of `repeats`
   [n, n] x [n, n] products in `dtype` with float32 accumulation, as the step's dots run
-  (n = 0: 8192 on accelerators, 2048 on CPU); fewer repeats if they exceed `budget_s`."""
+  (n = 0: 8192 on accelerators, 2048 on CPU); fewer repeats if they exceed `budget_s`.
+  Measured once per process and dtype (a sweep's rows of one dtype share it)."""
   n = n or (2048 if jax.default_backend() == "cpu" else 8192)
   ka, kb = jax.random.split(jax.random.key(0))
   a = jax.random.normal(ka, (n, n), jnp.float32).astype(dtype)

@@ -12,7 +12,8 @@ and about 2 s of kernel CPU time per step (of ~19 s of CPU time over 2 cores).
   - M_MMAP_MAX=0: no block is served by `mmap`.
   - M_TRIM_THRESHOLD=max: freed memory at the top of the heap is never returned.
 The second step then reuses the first step's pages: 0 page faults per step, and the
-dcgan128 CPU step ran 9.5 instead of 10.7 s/step side by side (docs/performance.md).
+dcgan128 CPU step ran 8.6 instead of 10.2 s/step side by side in the latest run
+(docs/performance.md).
 
 Cost: the process keeps its peak memory until it exits, and the heap can hold two or
 three temporaries where they landed apart (peak RSS 6.9 GiB instead of 3.3 GiB for
