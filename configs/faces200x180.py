@@ -10,12 +10,12 @@ Run:
 """
 
 from jaxgan import config as config_lib
+from jaxgan.families import dcgan
 
 
 def get_config(depth: str = "5"):
   c = config_lib.default_config()
   c.data.image_size = (200, 180)
   c.data.resize = "resize"
-  config_lib.symmetric_dcgan(c, depth=int(depth), increment=32, kernel_size=5, stride=2,
-                             dropout=0.3)
+  dcgan.symmetric(c, depth=int(depth), increment=32, kernel_size=5, stride=2, dropout=0.3)
   return c

@@ -8,11 +8,12 @@ Run:
 """
 
 from jaxgan import config as config_lib
+from jaxgan.families import dcgan
 
 
 def get_config(arg: str = ""):
   del arg
   c = config_lib.default_config()
   c.data.image_size = (150, 150)
-  config_lib.symmetric_dcgan(c, depth=4, increment=32, kernel_size=5, stride=2, dropout=0.3)
+  dcgan.symmetric(c, depth=4, increment=32, kernel_size=5, stride=2, dropout=0.3)
   return c

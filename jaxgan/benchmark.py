@@ -37,8 +37,10 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jaxgan import config as config_lib
-from jaxgan import sharding, state as state_lib, steps
-from jaxgan.models import create_models
+from jaxgan import families
+from jaxgan import sharding
+from jaxgan.training import state as state_lib
+from jaxgan.training import step as step_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=False)
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.")
@@ -107,16 +109,17 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
   config_lib.validate(config)
   mesh = sharding.make_mesh()
   sharding.check_batch_divides(config.train.batch_size, mesh)
-  generator, discriminator = create_models(config)
-  state = jax.device_put(state_lib.create_state(config, generator, discriminator),
-                         sharding.replicated(mesh))
-  h, w = config.data.image_size
-  shape = (config_lib.images_per_step(config), h, w, config.data.channels)
-  images = jax.random.uniform(jax.random.key(1), shape, jnp.float32, -1.0, 1.0)
-  batch = {"image": jax.device_put(images, sharding.batch_sharding(mesh))}
+  gan = families.build(config)
+  state = jax.device_put(state_lib.create_state(config, gan), sharding.replicated(mesh))
+  n = config_lib.images_per_step(config)
+  images = jax.random.uniform(jax.random.key(1), (n, *gan.image_shape), jnp.float32, -1.0, 1.0)
+  batch = {"image": images}
+  if gan.conditional:
+    batch["label"] = jax.random.randint(jax.random.key(2), (n,), 0, gan.num_classes, jnp.int32)
+  batch = jax.device_put(batch, sharding.batch_sharding(mesh))
 
   t0 = time.perf_counter()
-  compiled = steps.make_train_step(config, mesh).lower(state, batch).compile()
+  compiled = step_lib.make_train_step(config, mesh, gan=gan).lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -126,7 +129,8 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
   if with_pipeline:
     from jaxgan import input_pipeline  # pylint: disable=g-import-not-at-top (TensorFlow)
     data = input_pipeline.create_iterator(config, sharding=sharding.batch_sharding(mesh))
-  next_batch = (lambda: batch) if data is None else (lambda: next(data))  # noqa: E731
+  pipeline_batch = lambda: {k: v for k, v in next(data).items() if k in batch}  # noqa: E731
+  next_batch = (lambda: batch) if data is None else pipeline_batch  # noqa: E731
 
   for _ in range(warmup):
     state, _ = compiled(state, next_batch())

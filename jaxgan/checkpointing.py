@@ -2,14 +2,17 @@
 generator-only load for sampling.
 
 A checkpoint (WORKDIR/checkpoints/STEP/) holds two items:
-  'state'   arrays only (no code, no pickles), as nested dicts:
-              g, d:   {'params', 'opt_state', 'batch_stats', 'step'} of each TrainState
-                      (optimizer states as `flax.serialization.to_state_dict` makes them)
+  'state'   arrays only (no code, no pickles): the whole GANState as the nested dicts of
+            `flax.serialization.to_state_dict`, with no field list kept here:
+              g, d:   {'params', 'opt_state', 'collections', 'step'} of each TrainState
               g_ema:  the EMA generator parameters (only when config.train.ema_decay > 0)
-              rng:    the state's PRNG key as uint32 key data
+              rng:    the state's PRNG key as uint32 key data (every key leaf is saved so)
               step:   training steps done
-              data_step: the input pipeline position (`DataIterator.step`)
+              extra:  the extra part (a family's, an augmentation's, a regularizer's state)
+            and data_step, the input pipeline position (`DataIterator.step`).
   'config'  the config the checkpoint was written with, as JSON.
+Checkpoints written before the family interface (G's and D's BatchNorm state under
+'batch_stats', no 'extra') are read too.
 Saves are asynchronous: `save` returns once the arrays are copied off the devices and the
 files are written in the background (`wait` blocks until they are).
 """
@@ -28,7 +31,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxgan.state import GANState
+from jaxgan.training.state import GANState
 
 STATE, CONFIG = "state", "config"
 PyTree = Any
@@ -82,29 +85,69 @@ class _DropReadOnlyNotice(std_logging.Filter):
     return not record.getMessage().startswith("Given directory is read only")
 
 
+def _is_key(x) -> bool:
+  return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _drop_none(tree):
+  if isinstance(tree, dict):
+    return {k: _drop_none(v) for k, v in tree.items() if v is not None}
+  return tree
+
+
 def state_to_tree(state: GANState, data_step: int) -> dict[str, PyTree]:
   """The arrays of `state` (and the pipeline position) as the nested dict that is saved."""
-  tree = {"g": flax.serialization.to_state_dict(state.g),
-          "d": flax.serialization.to_state_dict(state.d),
-          "rng": jax.random.key_data(state.rng),
-          "step": state.step}
-  if state.g_ema is not None:
-    tree["g_ema"] = state.g_ema
-  # A TrainState made outside jit counts its steps in a Python int; save int32 as jit does.
-  tree = jax.tree.map(lambda x: x if hasattr(x, "shape") else jnp.asarray(x), tree)
+  tree = _drop_none(flax.serialization.to_state_dict(state))
+  # PRNG keys as their raw data; a TrainState made outside jit counts its steps in a Python
+  # int, saved as int32 as jit makes it.
+  tree = jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x)
+                      else x if hasattr(x, "shape") else jnp.asarray(x), tree)
   tree["data_step"] = np.asarray(data_step, np.int64)
   return tree
 
 
 def tree_to_state(tree: dict[str, PyTree], like: GANState) -> tuple[GANState, int]:
-  """Inverse of `state_to_tree`: (state, data_step), with `like`'s optimizers and key type."""
-  state = GANState(
-      g=flax.serialization.from_state_dict(like.g, tree["g"]),
-      d=flax.serialization.from_state_dict(like.d, tree["d"]),
-      g_ema=tree.get("g_ema"),
-      rng=jax.random.wrap_key_data(tree["rng"], impl=jax.random.key_impl(like.rng)),
-      step=tree["step"])
-  return state, int(tree["data_step"])
+  """Inverse of `state_to_tree`: (state, data_step), with `like`'s optimizers and key types."""
+  tree = dict(tree)
+  data_step = int(tree.pop("data_step"))
+  template = flax.serialization.to_state_dict(like)
+  tree = {**{k: None for k, v in template.items() if v is None}, **tree}  # g_ema without EMA
+  rewrap = lambda t, x: (jax.random.wrap_key_data(x, impl=jax.random.key_impl(t))  # noqa: E731
+                         if _is_key(t) else x)
+  tree = jax.tree.map(rewrap, template, tree)
+  return flax.serialization.from_state_dict(like, tree), data_step
+
+
+def _is_legacy(meta: PyTree) -> bool:
+  """A checkpoint of the layout before the family interface (g/batch_stats, no extra)."""
+  return "batch_stats" in meta["g"] and "collections" not in meta["g"]
+
+
+def _to_legacy(tree: PyTree) -> PyTree:
+  """The current layout -> the legacy one: collections['batch_stats'] as batch_stats."""
+  out = {k: v for k, v in tree.items() if k != "extra"}
+  for net in ("g", "d"):
+    net_tree = dict(tree[net])
+    collections = net_tree.pop("collections")
+    if set(collections) - {"batch_stats"}:
+      raise CheckpointMismatchError(
+          f"the checkpoint has the layout of jaxgan before model families (BatchNorm state "
+          f"only), but this config's {net} has the collections {sorted(collections)}")
+    net_tree["batch_stats"] = collections.get("batch_stats", {})
+    out[net] = net_tree
+  return out
+
+
+def _from_legacy(tree: PyTree, like_tree: PyTree) -> PyTree:
+  out = dict(tree)
+  for net in ("g", "d"):
+    net_tree = dict(tree[net])
+    stats = net_tree.pop("batch_stats")
+    net_tree["collections"] = {"batch_stats": stats} if "batch_stats" in like_tree[net][
+        "collections"] else {}
+    out[net] = net_tree
+  out["extra"] = like_tree["extra"]
+  return out
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: GANState, data_step: int,
@@ -194,11 +237,15 @@ def restore(manager: ocp.CheckpointManager, like: GANState, step: int | None = N
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {manager.directory}")
-  target = _abstract(state_to_tree(like, 0))
+  current = state_to_tree(like, 0)
+  legacy = _is_legacy(_state_metadata(manager, step))
+  target = _abstract(_to_legacy(current) if legacy else current)
   check_compatible(manager, step, target)
   restore_args = ocp.checkpoint_utils.construct_restore_args(target)
   restored = manager.restore(step, args=ocp.args.Composite(
       **{STATE: ocp.args.PyTreeRestore(target, restore_args=restore_args)}))[STATE]
+  if legacy:
+    restored = _from_legacy(restored, current)
   state, data_step = tree_to_state(restored, like)
   return state, data_step, step
 
@@ -215,7 +262,7 @@ def restore_generator(directory: str | os.PathLike, step: int | None = None
     step: the checkpoint; default the latest.
 
   Returns:
-    ({'params', 'batch_stats' and, when the run had EMA, 'g_ema'}, the checkpoint's config
+    ({'params', 'collections' and, when the run had EMA, 'g_ema'}, the checkpoint's config
     as a dict, step).
   """
   if not Path(directory).is_dir():
@@ -227,7 +274,8 @@ def restore_generator(directory: str | os.PathLike, step: int | None = None
       raise FileNotFoundError(f"no checkpoint {'' if step is None else step} in {directory} "
                               f"(it has {list(manager.all_steps())})")
     meta = _state_metadata(manager, step)
-    wanted = {"g": {"params": meta["g"]["params"], "batch_stats": meta["g"]["batch_stats"]}}
+    collections = "batch_stats" if _is_legacy(meta) else "collections"
+    wanted = {"g": {"params": meta["g"]["params"], collections: meta["g"][collections]}}
     if "g_ema" in meta:
       wanted["g_ema"] = meta["g_ema"]
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -241,6 +289,9 @@ def restore_generator(directory: str | os.PathLike, step: int | None = None
   finally:
     manager.close()
   arrays = dict(restored[STATE]["g"])
+  if collections == "batch_stats":
+    stats = arrays.pop("batch_stats")
+    arrays["collections"] = {"batch_stats": stats} if stats else {}
   if "g_ema" in restored[STATE]:
     arrays["g_ema"] = restored[STATE]["g_ema"]
   return arrays, restored[CONFIG], step

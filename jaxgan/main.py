@@ -28,7 +28,7 @@ from ml_collections import config_flags
 from jaxgan import checkpointing
 from jaxgan import config as config_lib
 from jaxgan import distributed
-from jaxgan import train
+from jaxgan.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file with get_config(), e.g. configs/dcgan128.py.", lock_config=True)
@@ -57,9 +57,9 @@ def main(argv):
   if _HOST_MALLOC:
     logging.info("Host memory: %s.", _HOST_MALLOC)
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (config_lib.ConfigError, checkpointing.CheckpointMismatchError,
-          train.NonFiniteError) as e:
+          loop.NonFiniteError) as e:
     # Expected failures: the message says what to change; a traceback would bury it.
     logging.error("%s", e)
     sys.exit(1)

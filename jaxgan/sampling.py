@@ -6,6 +6,9 @@ truncate them, interpolate between them, and save PNGs and grids.
     images_lib.save_grid(images, "samples.png", nrow=8)
     z = sampling.latents([3, 7], gen.config.model.latent_dim)
     strip = sampling.generate(gen, sampling.interpolate(z[0], z[1], 10))
+    # A class-conditional generator: one row per class, the same seeds in every row.
+    seeds, labels, nrow = sampling.class_grid(range(8), classes=[0, 3, 7])
+    images = sampling.sample(gen, seeds, labels=labels)
 
 A seed names one latent vector: seed s is `truncated_normal(key(s), -t, t)` of the latent
 size (t = infinity without truncation), so the training grids (seeds 0..num_samples-1) can
@@ -27,22 +30,22 @@ import ml_collections
 import numpy as np
 
 from jaxgan import checkpointing
+from jaxgan import families
 from jaxgan import images as images_lib
 from jaxgan import workdir as workdir_lib
-from jaxgan.models import create_models
 
 
 class LoadedGenerator(NamedTuple):
   """A generator restored from a checkpoint.
 
   Attributes:
-    module: the Flax generator module.
-    variables: {'params', 'batch_stats'} for `module.apply(variables, z, train=False)`.
+    gan: the family's networks (`gan.generate(variables, z, labels, train=False)`).
+    variables: G's Flax variables: {'params', and its other collections}.
     config: the config the checkpoint was written with.
     step: the checkpoint's training step.
     ema: whether `variables['params']` are the EMA parameters.
   """
-  module: Any
+  gan: families.GAN
   variables: dict[str, Any]
   config: ml_collections.ConfigDict
   step: int
@@ -63,12 +66,12 @@ def load_generator(workdir: str | os.PathLike, step: int | None = None,
   """
   wd = workdir_lib.Workdir(workdir)
   arrays, config_dict, step = checkpointing.restore_generator(wd.checkpoints, step)
-  config = ml_collections.ConfigDict(config_dict)
-  module, _ = create_models(config)  # Module definitions only; nothing of D is initialised.
+  config = workdir_lib.upgrade_config(ml_collections.ConfigDict(config_dict))
+  gan = families.build(config)  # Module definitions only; nothing of D is initialised.
   use_ema = ema and "g_ema" in arrays
   params = arrays["g_ema"] if use_ema else arrays["params"]
-  return LoadedGenerator(module, {"params": params, "batch_stats": arrays["batch_stats"]},
-                         config, step, use_ema)
+  return LoadedGenerator(gan, {"params": params, **arrays["collections"]}, config, step,
+                         use_ema)
 
 
 def latents(seeds: Sequence[int], latent_dim: int, truncation: float | None = None) -> jax.Array:
@@ -115,35 +118,83 @@ def interpolate(z0: jax.Array, z1: jax.Array, num: int) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def forward(module, variables, z: jax.Array) -> jax.Array:
-  """`module.apply(variables, z, train=False)`, compiled once per module and shape."""
-  return module.apply(variables, z, train=False)
+def forward(gan: families.GAN, variables, z: jax.Array,
+            labels: jax.Array | None = None) -> jax.Array:
+  """`gan.generate(variables, z, labels, train=False)`, compiled once per GAN and shape."""
+  return gan.generate(variables, z, labels, train=False)[0]
 
 
-def generate(gen: LoadedGenerator, z: jax.Array, batch_size: int = 64) -> np.ndarray:
-  """Images of latents `z` [N, D] in eval mode: numpy [N, H, W, C] float32 in [-1, 1].
+def check_labels(gan: families.GAN, labels: Sequence[int] | None, num: int) -> np.ndarray | None:
+  """`labels` as int32 [num], checked against the generator; ValueError naming the problem."""
+  if not gan.conditional:
+    if labels is not None:
+      raise ValueError("labels were given, but this generator is unconditional "
+                       "(model.num_classes=0)")
+    return None
+  if labels is None:
+    raise ValueError(f"this generator is class-conditional ({gan.num_classes} classes): "
+                     f"give one label per image (e.g. sampling.class_grid, --labels)")
+  labels = np.asarray(list(labels), np.int32).reshape(-1)
+  if len(labels) != num:
+    raise ValueError(f"{len(labels)} labels for {num} images: expected one per image")
+  bad = labels[(labels < 0) | (labels >= gan.num_classes)]
+  if bad.size:
+    raise ValueError(f"label {int(bad[0])} is out of range: this generator has classes "
+                     f"0..{gan.num_classes - 1}")
+  return labels
+
+
+def generate(gen: LoadedGenerator, z: jax.Array, labels: Sequence[int] | None = None,
+             batch_size: int = 64) -> np.ndarray:
+  """Images of latents `z` [N, D] (and classes `labels` [N] when conditional) in eval mode:
+  numpy [N, H, W, C] float32 in [-1, 1].
 
   Runs in batches of `batch_size` (the last one padded), so one compilation serves any N.
   """
   z = np.asarray(z, np.float32)
   n = len(z)
+  labels = check_labels(gen.gan, labels, n)
   batch_size = min(batch_size, n)
-  padded = np.concatenate([z, np.zeros((-n % batch_size, z.shape[1]), np.float32)])
-  out = [np.asarray(forward(gen.module, gen.variables, padded[i:i + batch_size]))
+  pad = -n % batch_size
+  padded = np.concatenate([z, np.zeros((pad, z.shape[1]), np.float32)])
+  if labels is not None:
+    labels = np.concatenate([labels, np.zeros((pad,), np.int32)])
+  out = [np.asarray(forward(gen.gan, gen.variables, padded[i:i + batch_size],
+                            None if labels is None else labels[i:i + batch_size]))
          for i in range(0, len(padded), batch_size)]
   return np.concatenate(out)[:n]
 
 
-def sample(gen: LoadedGenerator, seeds: Sequence[int],
-           truncation: float | None = None) -> np.ndarray:
-  """Images of `seeds`: numpy [len(seeds), H, W, C] float32 in [-1, 1]."""
-  return generate(gen, latents(seeds, gen.config.model.latent_dim, truncation))
+def sample(gen: LoadedGenerator, seeds: Sequence[int], truncation: float | None = None,
+           labels: Sequence[int] | None = None) -> np.ndarray:
+  """Images of `seeds` (with one class per seed when the generator is conditional):
+  numpy [len(seeds), H, W, C] float32 in [-1, 1]."""
+  return generate(gen, latents(seeds, gen.config.model.latent_dim, truncation), labels)
+
+
+def class_grid(seeds: Sequence[int], classes: Sequence[int]) -> tuple[list[int], list[int], int]:
+  """A per-class grid: one row per class, the same `seeds` in every row.
+
+  Returns:
+    (seeds, labels, images per row) for `sample` and `images.save_grid(..., nrow)`.
+  """
+  seeds, classes = list(seeds), list(classes)
+  return seeds * len(classes), [c for c in classes for _ in seeds], len(seeds)
+
+
+def grid_inputs(num: int, num_classes: int) -> tuple[list[int], list[int] | None, int | None]:
+  """The training grids' (seeds, labels, nrow): seeds 0..num-1, or for a conditional
+  model every class as a row of the same num // num_classes seeds (at least one)."""
+  if not num_classes:
+    return list(range(num)), None, None
+  return class_grid(range(max(1, num // num_classes)), range(num_classes))
 
 
 def truncation_sweep(gen: LoadedGenerator, seeds: Sequence[int],
-                     truncations: Sequence[float | None]) -> np.ndarray:
+                     truncations: Sequence[float | None],
+                     labels: Sequence[int] | None = None) -> np.ndarray:
   """Rows of the same seeds under each truncation: [len(truncations) * len(seeds), H, W, C]."""
-  return np.concatenate([sample(gen, seeds, t) for t in truncations])
+  return np.concatenate([sample(gen, seeds, t, labels) for t in truncations])
 
 
 def save_images(images: np.ndarray, directory: str | os.PathLike,

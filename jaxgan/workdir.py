@@ -82,7 +82,30 @@ def load_config(workdir: Workdir) -> ml_collections.ConfigDict:
   if not workdir.config_json.exists():
     raise FileNotFoundError(f"{workdir.config_json} does not exist: is {workdir.root} the "
                             f"workdir of a training run?")
-  return ml_collections.ConfigDict(json.loads(workdir.config_json.read_text()))
+  return upgrade_config(ml_collections.ConfigDict(json.loads(workdir.config_json.read_text())))
+
+
+def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A saved config with the fields added since it was written, at their defaults.
+
+  Configs written before model families name the family `model.name`; it becomes
+  `model.family`. Fields the saved config has keep their saved values.
+  """
+  from jaxgan import config as config_lib  # pylint: disable=g-import-not-at-top
+  saved = config.to_dict()
+  model = saved.get("model", {})
+  if "family" not in model and "name" in model:
+    model["family"] = model.pop("name")
+  merged = config_lib.default_config(model.get("family", "dcgan")).to_dict()
+
+  def merge(into: dict, new: Mapping[str, Any]) -> None:
+    for k, v in new.items():
+      if isinstance(v, Mapping) and isinstance(into.get(k), dict):
+        merge(into[k], v)
+      else:
+        into[k] = v
+  merge(merged, saved)
+  return ml_collections.ConfigDict(merged)
 
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

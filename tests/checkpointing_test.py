@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from jaxgan import checkpointing
-from jaxgan import state as state_lib
-from jaxgan.models import create_models
+from jaxgan.training import state as state_lib
+from jaxgan import families
 from tests.conftest import load_config
 
 
 def make_state(config, seed):
-  g, d = create_models(config)
-  init = jax.jit(functools.partial(state_lib.create_state, config, g, d))
+  gan = families.build(config)
+  init = jax.jit(functools.partial(state_lib.create_state, config, gan))
   return init(rng=jax.random.key(seed))  # The key is an argument: one compilation per config.
 
 
@@ -93,8 +93,8 @@ def test_restore_generator_reads_only_the_generator(ema_config, saved):
   directory, state = saved
   arrays, config, step = checkpointing.restore_generator(directory)
   assert step == 7 and config == json.loads(json.dumps(ema_config.to_dict()))
-  assert set(arrays) == {"params", "batch_stats", "g_ema"}
-  for name, expected in (("params", state.g.params), ("batch_stats", state.g.batch_stats),
+  assert set(arrays) == {"params", "collections", "g_ema"}
+  for name, expected in (("params", state.g.params), ("collections", state.g.collections),
                          ("g_ema", state.g_ema)):
     jax.tree.map(np.testing.assert_array_equal, arrays[name], expected)
 

@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan.models import layers
+from jaxgan import kernels
+from jaxgan.kernels import cpu
+from jaxgan.nn import layers
 
 DN = ("NHWC", "HWIO", "NHWC")
 # (in_h, in_w, out_h, out_w, kernel, stride): even, odd (150 -> 75 -> 38 mirrors), non-square,
@@ -25,13 +27,13 @@ def _inputs(in_h, in_w, k, cin=3, cout=5, batch=2):
 def test_col2im_equals_lax_forward_and_gradient(in_h, in_w, out_h, out_w, k, s):
   x, w = _inputs(in_h, in_w, k)
   ref = layers.conv_transpose_lax(x, w, (s, s), (out_h, out_w))
-  got = layers.conv_transpose_col2im(x, w, (s, s), (out_h, out_w))
+  got = cpu.conv_transpose_col2im(x, w, (s, s), (out_h, out_w))
   assert got.shape == ref.shape == (2, out_h, out_w, 5)
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
   ct = jax.random.normal(jax.random.key(7), ref.shape)  # a random cotangent
   grads = lambda fn: jax.grad(lambda x, w: jnp.sum(fn(x, w, (s, s), (out_h, out_w)) * ct),
                               argnums=(0, 1))(x, w)
-  for g_ref, g_got in zip(grads(layers.conv_transpose_lax), grads(layers.conv_transpose_col2im)):
+  for g_ref, g_got in zip(grads(layers.conv_transpose_lax), grads(cpu.conv_transpose_col2im)):
     np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-4)
 
 
@@ -49,7 +51,7 @@ def test_lax_reference_is_the_adjoint_of_a_same_convolution(in_h, in_w, out_h, o
 def test_bad_output_size_is_rejected():
   x, w = _inputs(4, 4, 5)
   with pytest.raises(ValueError, match="maps 4 to 7..8, not 10"):
-    layers.conv_transpose_col2im(x, w, (2, 2), (10, 8))
+    cpu.conv_transpose_col2im(x, w, (2, 2), (10, 8))
 
 
 @pytest.mark.parametrize("impl", ["col2im", "lax"])
@@ -66,15 +68,20 @@ def test_module_matches_flax_conv_transpose_shapes_and_params(impl):
                              rtol=1e-5, atol=1e-5)
 
 
-def test_auto_picks_col2im_on_cpu():
+def test_auto_picks_col2im_on_cpu_and_plain_layers_elsewhere():
   assert jax.default_backend() == "cpu"
-  assert layers.resolve_upsample_impl("auto") == "col2im"
+  assert kernels.select("auto") == kernels.select("col2im")
+  assert kernels.select("auto").conv_transpose is cpu.conv_transpose_col2im
+  assert kernels.select("auto").add_bias is cpu.add_bias
+  gpu = kernels.select("auto", backend="gpu")
+  assert gpu.conv_transpose is layers.conv_transpose_lax and gpu.add_bias is not cpu.add_bias
 
 
+@pytest.mark.parametrize("impl", ["col2im", "lax"])
 @pytest.mark.parametrize("use_bias", [True, False])
-def test_dense_equals_flax_dense_in_value_and_gradient(use_bias):
+def test_dense_equals_flax_dense_in_value_and_gradient(use_bias, impl):
   x = jax.random.normal(jax.random.key(0), (6, 3, 7))
-  ours, ref = layers.Dense(11, use_bias=use_bias), nn.Dense(11, use_bias=use_bias)
+  ours, ref = layers.Dense(11, use_bias=use_bias, impl=impl), nn.Dense(11, use_bias=use_bias)
   params = ref.init(jax.random.key(1), x)
   params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias
   assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, params)

@@ -5,8 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 from jaxgan import config as config_lib
-from jaxgan import state as state_lib
-from jaxgan.models import create_models
+from jaxgan import families
 from tests.helpers import load_config, tiny_config
 
 
@@ -78,38 +77,38 @@ def test_architecture_shapes_and_parameter_counts(name):
   arg, shape, g_params, d_params = EXPECTED[name]
   config = load_config(name.split(":")[0], arg)
   config_lib.validate(config)
-  generator, discriminator = create_models(config)
+  gan = families.build(config)
   z = jax.ShapeDtypeStruct((2, config.model.latent_dim), jnp.float32)
-  g_vars = jax.eval_shape(lambda z: generator.init(jax.random.key(0), z, train=False), z)
-  images = jax.eval_shape(lambda v, z: generator.apply(v, z, train=False), g_vars, z)
+  g_vars = jax.eval_shape(lambda z: gan.generator.init(jax.random.key(0), z, train=False), z)
+  images = jax.eval_shape(lambda v, z: gan.generator.apply(v, z, train=False), g_vars, z)
   assert images.shape == (2, *shape) and images.dtype == jnp.float32
-  d_vars = jax.eval_shape(lambda x: discriminator.init(jax.random.key(0), x, train=False), images)
-  logits = jax.eval_shape(lambda v, x: discriminator.apply(v, x, train=False), d_vars, images)
+  d_vars = jax.eval_shape(lambda x: gan.discriminator.init(jax.random.key(0), x, train=False), images)
+  logits = jax.eval_shape(lambda v, x: gan.discriminator.apply(v, x, train=False), d_vars, images)
   assert logits.shape == (2,)
   assert (count(g_vars["params"]), count(d_vars["params"])) == (g_params, d_params)
 
 
 def test_sngan_discriminator_uses_spectral_norm_and_dropout():
   config = load_config("sngan128")
-  _, discriminator = create_models(config)
+  gan = families.build(config)
   x = jnp.zeros((2, 128, 128, 3))
-  d_vars = jax.eval_shape(lambda x: discriminator.init(jax.random.key(0), x, train=False), x)
+  d_vars = jax.eval_shape(lambda x: gan.discriminator.init(jax.random.key(0), x, train=False), x)
   assert all(k.startswith("SpectralNorm") for k in d_vars["batch_stats"])
   assert len(d_vars["batch_stats"]) == 6  # five convs and the head
 
 
 def test_generator_ends_in_tanh_and_discriminator_dropout_is_random():
   config = tiny_config(**{"model.discriminator.dropout": 0.5})
-  generator, discriminator = create_models(config)
-  g_vars, d_vars = state_lib.init_variables(config, generator, discriminator, jax.random.key(0))
+  gan = families.build(config)
+  g_vars, d_vars = gan.init(jax.random.key(0))
   z = 10.0 * jax.random.normal(jax.random.key(1), (4, 8))
-  images = generator.apply(g_vars, z, train=False)
+  images = gan.generator.apply(g_vars, z, train=False)
   assert float(jnp.abs(images).max()) <= 1.0
-  run = lambda k: discriminator.apply(d_vars, images, train=True, rngs={"dropout": k},
+  run = lambda k: gan.discriminator.apply(d_vars, images, train=True, rngs={"dropout": k},
                                       mutable=["batch_stats"])[0]
   assert not jnp.allclose(run(jax.random.key(2)), run(jax.random.key(3)))
-  assert jnp.array_equal(discriminator.apply(d_vars, images, train=False),
-                         discriminator.apply(d_vars, images, train=False))
+  assert jnp.array_equal(gan.discriminator.apply(d_vars, images, train=False),
+                         gan.discriminator.apply(d_vars, images, train=False))
 
 
 @pytest.mark.parametrize("norm", ["batch", "spectral", "layer", "none"])
@@ -117,11 +116,11 @@ def test_generator_ends_in_tanh_and_discriminator_dropout_is_random():
 def test_norms_and_channels(norm, channels):
   config = tiny_config(**{"model.generator.norm": norm, "model.discriminator.norm": norm,
                           "data.channels": channels})
-  generator, discriminator = create_models(config)
-  g_vars, d_vars = state_lib.init_variables(config, generator, discriminator, jax.random.key(0))
-  images, _ = generator.apply(g_vars, jnp.ones((3, 8)), train=True, mutable=["batch_stats"])
+  gan = families.build(config)
+  g_vars, d_vars = gan.init(jax.random.key(0))
+  images, _ = gan.generator.apply(g_vars, jnp.ones((3, 8)), train=True, mutable=["batch_stats"])
   assert images.shape == (3, 16, 16, channels)
-  logits, _ = discriminator.apply(d_vars, images, train=True, mutable=["batch_stats"])
+  logits, _ = gan.discriminator.apply(d_vars, images, train=True, mutable=["batch_stats"])
   assert logits.shape == (3,) and bool(jnp.all(jnp.isfinite(logits)))
   has_stats = norm in ("batch", "spectral")
   assert bool(g_vars.get("batch_stats")) == has_stats
@@ -129,12 +128,12 @@ def test_norms_and_channels(norm, channels):
 
 def test_bfloat16_computes_in_bfloat16_with_float32_params():
   config = tiny_config(**{"model.dtype": "bfloat16"})
-  generator, discriminator = create_models(config)
-  g_vars, _ = state_lib.init_variables(config, generator, discriminator, jax.random.key(0))
+  gan = families.build(config)
+  g_vars, _ = gan.init(jax.random.key(0))
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(g_vars["params"]))
-  jaxpr = jax.make_jaxpr(lambda v: generator.apply(v, jnp.ones((2, 8)), train=False))(g_vars)
+  jaxpr = jax.make_jaxpr(lambda v: gan.generator.apply(v, jnp.ones((2, 8)), train=False))(g_vars)
   assert "bf16" in str(jaxpr)
-  images = generator.apply(g_vars, jnp.ones((2, 8)), train=False)
+  images = gan.generator.apply(g_vars, jnp.ones((2, 8)), train=False)
   assert images.dtype == jnp.float32  # outputs are cast back for the losses
 
 
@@ -142,8 +141,8 @@ def test_init_schemes():
   stds = {}
   for init in ("dcgan", "xavier", "default"):
     config = tiny_config(**{"model.generator.init": init})
-    generator, discriminator = create_models(config)
-    g_vars, _ = state_lib.init_variables(config, generator, discriminator, jax.random.key(0))
+    gan = families.build(config)
+    g_vars, _ = gan.init(jax.random.key(0))
     stds[init] = float(jnp.std(g_vars["params"]["ConvTranspose_0"]["kernel"]))
   assert abs(stds["dcgan"] - 0.02) < 0.004
   fan_in, fan_out = 3 * 3 * 16, 3 * 3 * 8

@@ -11,8 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan import sharding, state as state_lib, steps
-from jaxgan.models import create_models
+from jaxgan import families, sharding
+from jaxgan.training import state as state_lib
+from jaxgan.training import step as steps
 from tests.helpers import tiny_config
 
 # A bias right before BatchNorm has an analytically zero gradient; Adam would turn its
@@ -28,8 +29,8 @@ VARIANTS = {
 
 def train(config, devices, num_steps, images):
   mesh = sharding.make_mesh(devices)
-  generator, discriminator = create_models(config)
-  state = jax.device_put(state_lib.create_state(config, generator, discriminator),
+  gan = families.build(config)
+  state = jax.device_put(state_lib.create_state(config, gan),
                          sharding.replicated(mesh))
   batch = {"image": jax.device_put(images, sharding.batch_sharding(mesh))}
   step = steps.make_train_step(config, mesh)
@@ -38,7 +39,7 @@ def train(config, devices, num_steps, images):
     # Block on every step: queuing collective steps on simulated CPU devices can abort
     # with XLA's "Termination timeout for all reduce" (PITFALLS.md).
     jax.block_until_ready(metrics)
-  return jax.device_get((state.g.params, state.d.params, state.g.batch_stats, state.d.batch_stats))
+  return jax.device_get((state.g.params, state.d.params, state.g.collections, state.d.collections))
 
 
 def max_abs_diff(a, b):

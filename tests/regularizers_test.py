@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxgan import config as config_lib
-from jaxgan import regularizers
+from jaxgan.training import regularizers
 from tests.helpers import tiny_config
 
 SHAPE = (4, 3, 3, 2)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from jaxgan import config as config_lib
-from jaxgan import sharding, state as state_lib, steps
-from jaxgan.models import create_models
+from jaxgan import families, sharding
+from jaxgan.training import state as state_lib
+from jaxgan.training import step as steps
 from tests.helpers import tiny_config
 
 
@@ -15,8 +16,8 @@ def run(config, num_steps, images=None):
   """num_steps compiled steps on a fixed toy batch; returns (state, list of host metrics)."""
   config_lib.validate(config)
   mesh = sharding.make_mesh(jax.devices()[:1])
-  generator, discriminator = create_models(config)
-  state = state_lib.create_state(config, generator, discriminator)
+  gan = families.build(config)
+  state = state_lib.create_state(config, gan)
   if images is None:
     n = config_lib.images_per_step(config)
     # A toy "dataset": smooth bright blobs, easy to tell from random generator output.
@@ -60,8 +61,8 @@ def test_same_seed_gives_bit_identical_parameters():
   config = tiny_config(**{"model.discriminator.dropout": 0.3})
   a, _ = run(config, 3)
   b, _ = run(config, 3)
-  for x, y in zip(jax.tree.leaves((a.g.params, a.d.params, a.d.batch_stats)),
-                  jax.tree.leaves((b.g.params, b.d.params, b.d.batch_stats))):
+  for x, y in zip(jax.tree.leaves((a.g.params, a.d.params, a.d.collections)),
+                  jax.tree.leaves((b.g.params, b.d.params, b.d.collections))):
     assert np.array_equal(x, y)
   c, _ = run(tiny_config(**{"model.discriminator.dropout": 0.3, "seed": 1}), 3)
   assert not np.array_equal(a.g.params["Dense_0"]["kernel"], c.g.params["Dense_0"]["kernel"])
@@ -69,8 +70,8 @@ def test_same_seed_gives_bit_identical_parameters():
 
 def test_ema_of_generator_parameters():
   config = tiny_config(**{"train.ema_decay": 0.75})
-  generator, discriminator = create_models(config)
-  init = state_lib.create_state(config, generator, discriminator)
+  gan = families.build(config)
+  init = state_lib.create_state(config, gan)
   before = jax.device_get(init.g.params)
   state, _ = run(config, 1)
   after, ema = jax.device_get(state.g.params), jax.device_get(state.g_ema)
@@ -104,8 +105,8 @@ def test_bfloat16_step_is_finite_and_tracks_float32():
 def test_state_is_donated():
   config = tiny_config()
   mesh = sharding.make_mesh(jax.devices()[:1])
-  generator, discriminator = create_models(config)
-  state = state_lib.create_state(config, generator, discriminator)
+  gan = families.build(config)
+  state = state_lib.create_state(config, gan)
   batch = {"image": jnp.zeros((8, 16, 16, 3))}
   new_state, _ = steps.make_train_step(config, mesh)(state, batch)
   assert state.g.params["Dense_0"]["kernel"].is_deleted()

@@ -16,11 +16,11 @@ import pytest
 from jaxgan import checkpointing
 from jaxgan import config as config_lib
 from jaxgan import images
-from jaxgan import state as state_lib
-from jaxgan import steps
-from jaxgan import train
+from jaxgan.training import state as state_lib
+from jaxgan.training import step as steps
+from jaxgan.training import loop as train
 from jaxgan import workdir as workdir_lib
-from jaxgan.models import create_models
+from jaxgan import families
 from tests.conftest import (REPO, TINY_CONFIG, TRAINED_OVERRIDES, TRAINED_STEPS, load_config,
                             run_main, subprocess_env)
 
@@ -43,8 +43,8 @@ def checkpoint_steps(wd):
 
 
 def restore_state(wd, config, step=None):
-  generator, discriminator = create_models(config)
-  like = jax.jit(functools.partial(state_lib.create_state, config, generator, discriminator))()
+  gan = families.build(config)
+  like = jax.jit(functools.partial(state_lib.create_state, config, gan))()
   manager = checkpointing.create_manager(wd.checkpoints, read_only=True)
   try:
     return checkpointing.restore(manager, like, step)

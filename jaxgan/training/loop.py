@@ -1,8 +1,10 @@
-"""The training loop: state, restore, one compiled step, progress, samples, checkpoints.
+"""The training loop: state, restore, one compiled step, then the periodic actions.
 
-`train_and_evaluate(config, workdir)` builds the state, restores it when the workdir has a
-checkpoint (see `jaxgan.checkpointing`), compiles the step once and runs it to
-`config.train.num_steps`, writing what `jaxgan.workdir` describes.
+`train_and_evaluate(config, workdir)` builds the family's networks and the state, restores
+it when the workdir has a checkpoint (see `jaxgan.checkpointing`), compiles the step once
+and runs it to `config.train.num_steps`; after each step every due action of
+`jaxgan.training.actions` runs (log, sample grids, checkpoint, evaluators), writing what
+`jaxgan.workdir` describes.
 
 The hot loop keeps everything on the devices: metrics are summed by a small jitted
 function, and the host reads them only on logging steps (the first few steps, every
@@ -20,13 +22,12 @@ Ctrl-C aborts.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,15 +39,15 @@ from clu import metric_writers
 from jaxgan import checkpointing
 from jaxgan import config as config_lib
 from jaxgan import distributed
+from jaxgan import families
 from jaxgan import images as images_lib
 from jaxgan import input_pipeline
 from jaxgan import jsonl_writer
-from jaxgan import sampling
 from jaxgan import sharding
-from jaxgan import state as state_lib
-from jaxgan import steps
 from jaxgan import workdir as workdir_lib
-from jaxgan.models import create_models
+from jaxgan.training import actions as actions_lib
+from jaxgan.training import state as state_lib
+from jaxgan.training import step as step_lib
 
 Metrics = dict[str, jax.Array]
 # Every step is logged at first, so that progress shows before the first `log_every`.
@@ -84,12 +85,7 @@ class _StopSignal:
       signal.signal(s, handler)
 
 
-def _host(tree):
-  """Host copy of replicated arrays. In a multi-process run a replicated array spans
-  other processes' devices too, so `jax.device_get` cannot read it whole; every replica
-  holds the same value, so this process reads its first local one."""
-  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array)
-                      else x, tree)
+_host = actions_lib.host
 
 
 # ---- metrics on the device ----------------------------------------------------------------
@@ -183,26 +179,6 @@ def _host_images(x: jax.Array) -> np.ndarray:
   return np.concatenate([np.asarray(s.data) for s in x.addressable_shards])
 
 
-class _SampleGrids:
-  """Grids from the fixed latents of seeds 0..num_samples-1, with one compiled generator."""
-
-  def __init__(self, config: ml_collections.ConfigDict, generator, mesh, wd, writer):
-    z = sampling.latents(range(config.num_samples), config.model.latent_dim)
-    self._z = jax.device_put(z, sharding.replicated(mesh))
-    self._generator, self._wd, self._writer = generator, wd, writer
-
-  def write(self, step: int, state: state_lib.GANState, lead: bool) -> None:
-    """Every process runs the generator (one SPMD program); only `lead` writes."""
-    params = state.g.params if state.g_ema is None else state.g_ema
-    images = sampling.forward(self._generator, {"params": params,
-                                                "batch_stats": state.g.batch_stats}, self._z)
-    if not lead:
-      return
-    grid = images_lib.make_grid(_host(images))
-    images_lib.save_png(grid, self._wd.sample_grid(step))
-    self._writer.write_images(step, {"samples": grid[None]})
-
-
 class _RealGrid:
   """Collects the first `num` training images and writes them as WORKDIR/real.png."""
 
@@ -218,19 +194,53 @@ class _RealGrid:
     return True
 
 
+class LogMetrics(actions_lib.Action):
+  """Reads the metrics accumulated on the device, stops on NaN/Inf, writes the scalars and
+  the progress line: on the first LOG_FIRST_STEPS steps, every `log_every` steps, when
+  `log_every_secs` have passed, and on the last step."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self._config = config
+    self._rate = None
+    self.schedule = actions_lib.Schedule(
+        every_steps=config.log_every, every_secs=config.log_every_secs or None,
+        on_steps=frozenset({config.train.num_steps}), first=LOG_FIRST_STEPS)
+
+  def begin(self, ctx: actions_lib.Context) -> None:
+    self._rate = _Rate(ctx.start)
+
+  def __call__(self, ctx: actions_lib.Context) -> None:
+    config = self._config
+    acc_host = _host(ctx.acc)
+    _raise_if_bad(acc_host, ctx.step, ctx.last_saved, ctx.manager.directory)
+    steps_per_s = self._rate.update(ctx.step)
+    means = {k: float(v) / int(acc_host["count"]) for k, v in acc_host["sum"].items()}
+    images_per_s = steps_per_s * config_lib.images_per_step(config)
+    ctx.writer.write_scalars(ctx.step, {**means, "perf/steps_per_sec": steps_per_s,
+                                        "perf/images_per_sec": images_per_s})
+    ctx.writer.flush()
+    logging.info("%s", format_progress(ctx.step, config.train.num_steps, steps_per_s,
+                                       images_per_s, means))
+    ctx.acc = None
+
+
+def _check_finite(ctx: actions_lib.Context) -> None:
+  """NonFiniteError when the metrics since the last log or the state hold NaN/Inf."""
+  acc_host = None if ctx.acc is None else _host(ctx.acc)
+  _raise_if_bad(acc_host, ctx.step, ctx.last_saved, ctx.manager.directory,
+                bool(_host(_state_is_finite(ctx.state))))
+
+
+def default_actions(ctx: actions_lib.Context) -> list[actions_lib.Action]:
+  """Log, sample grid and checkpoint (in that order on a shared step), then the evaluators."""
+  config = ctx.config
+  return [LogMetrics(config),
+          actions_lib.SampleGrid(ctx, every=config.sample_every, num=config.num_samples),
+          actions_lib.Checkpoint(config.checkpoint_every, _check_finite),
+          *actions_lib.evaluators(ctx)]
+
+
 # ---- the loop ----------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class _Run:
-  """What the loop works with besides the state and the data."""
-  config: ml_collections.ConfigDict
-  wd: workdir_lib.Workdir
-  mesh: jax.sharding.Mesh
-  manager: Any  # orbax.checkpoint.CheckpointManager
-  writer: metric_writers.MetricWriter
-  stop: _StopSignal
-  lead: bool  # process 0 writes the files
-
 
 def _restore_or_init(config, wd, manager, state):
   """(state, data_step): the latest checkpoint's, or `state` and 0 when there is none."""
@@ -255,45 +265,51 @@ def _strong_types(state: state_lib.GANState) -> state_lib.GANState:
   return jax.tree.map(strong, state)
 
 
-def _init_state(config, generator, discriminator, mesh) -> state_lib.GANState:
+def init_state(config, gan: families.GAN, mesh) -> state_lib.GANState:
   """A fresh state, replicated; jitted (one compilation instead of one per init op)."""
   def init():
-    return _strong_types(state_lib.create_state(config, generator, discriminator))
+    return _strong_types(state_lib.create_state(config, gan))
   return jax.jit(init, out_shardings=sharding.replicated(mesh))()
 
 
-def _compile_step(config, mesh, state):
-  h, w = config.data.image_size
-  batch = {"image": jax.ShapeDtypeStruct(
-      (config_lib.images_per_step(config), h, w, config.data.channels), jnp.float32,
-      sharding=sharding.batch_sharding(mesh))}
+def batch_shapes(config, gan: families.GAN, mesh) -> dict[str, jax.ShapeDtypeStruct]:
+  """The global batch the step takes: images, and labels when the GAN is conditional."""
+  n, place = config_lib.images_per_step(config), sharding.batch_sharding(mesh)
+  shapes = {"image": jax.ShapeDtypeStruct((n, *gan.image_shape), jnp.float32, sharding=place)}
+  if gan.conditional:
+    shapes["label"] = jax.ShapeDtypeStruct((n,), jnp.int32, sharding=place)
+  return shapes
+
+
+def _compile_step(config, gan, mesh, state):
+  logging.info("Compiling the training step...")
   t = time.perf_counter()
-  compiled = steps.make_train_step(config, mesh).lower(state, batch).compile()
+  compiled = step_lib.make_train_step(config, mesh, gan=gan).lower(
+      state, batch_shapes(config, gan, mesh)).compile()
   logging.info("Compiled the training step in %.1f s.", time.perf_counter() - t)
   return compiled
 
 
-def _save(manager, step: int, state, data_step: int, config, acc, last_saved: int | None) -> int:
-  """Checks the metrics since the last log and the state for NaN/Inf, then saves `step`."""
-  acc_host = None if acc is None else _host(acc)
-  _raise_if_bad(acc_host, step, last_saved, manager.directory, bool(_host(_state_is_finite(state))))
-  if checkpointing.save(manager, step, state, data_step, config):
-    logging.info("Saving the checkpoint of step %d (asynchronously).", step)
-  return step
+def _step_batch(batch, gan: families.GAN):
+  """The arrays of a pipeline batch that the step takes; labels checked when conditional."""
+  if not gan.conditional:
+    return {"image": batch["image"]}
+  if "label" not in batch:
+    raise config_lib.ConfigError(
+        f"config.model.num_classes={gan.num_classes} is invalid: the data source gives no "
+        f"labels (a folder needs data.labels='subfolders'; a TFDS dataset needs a 'label' "
+        f"feature); use num_classes=0 for unlabelled data")
+  return {"image": batch["image"], "label": batch["label"]}
 
 
-def _is_log_step(step: int, start: int, config, rate: _Rate) -> bool:
-  return (step - start <= LOG_FIRST_STEPS or step % config.log_every == 0
-          or step == config.train.num_steps
-          or 0 < config.log_every_secs <= rate.seconds_since())
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.GANState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       actions: Sequence[Any] = ()) -> state_lib.GANState:
   """Trains `config` in `workdir`, resuming from the workdir's latest checkpoint.
 
   Args:
     config: the full config (validated here, before anything is compiled).
     workdir: where config, checkpoints, metrics and images go (see `jaxgan.workdir`).
+    actions: more periodic actions, each `fn(ctx) -> Action` (run after the defaults).
 
   Returns:
     The state at the last step reached (num_steps, or where a signal stopped the run).
@@ -310,9 +326,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   sharding.check_batch_divides(config.train.batch_size, mesh)
   distributed.log_topology(mesh, config.train.batch_size)
   logging.info("Config:\n%s", config)
-  generator, discriminator = create_models(config)
+  gan = families.build(config)
   with _StopSignal() as stop:
-    state = _init_state(config, generator, discriminator, mesh)
+    state = init_state(config, gan, mesh)
     manager = checkpointing.create_manager(wd.checkpoints, max_to_keep=config.max_to_keep)
     try:
       state, data_step = _restore_or_init(config, wd, manager, state)
@@ -330,8 +346,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
       it = input_pipeline.create_iterator(config, sharding=sharding.batch_sharding(mesh),
                                           start_step=data_step)
       try:
-        run = _Run(config, wd, mesh, manager, writer, stop, lead)
-        state, step = _loop(run, state, start, it, generator)
+        ctx = actions_lib.Context(config, wd, mesh, gan, manager, writer, lead, start,
+                                  state=state, step=start, data_step=data_step,
+                                  last_saved=manager.latest_step())
+        run_actions = default_actions(ctx) + [make(ctx) for make in actions]
+        state, step = _loop(ctx, run_actions, it, stop)
       finally:
         it.close()
         writer.close()
@@ -347,57 +366,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   return state
 
 
-def _loop(run: _Run, state, start: int, it: input_pipeline.DataIterator, generator):
-  """Runs steps from `start` until num_steps or a signal; returns (state, step)."""
-  config, wd, manager, writer, lead = run.config, run.wd, run.manager, run.writer, run.lead
-  compiled = _compile_step(config, run.mesh, state)
-  grids = _SampleGrids(config, generator, run.mesh, wd, writer)
-  real = _RealGrid(config.num_samples, wd.real_grid) if lead and not wd.real_grid.exists() else None
-  num_steps = config.train.num_steps
-  last_saved = manager.latest_step()
-  acc, previous, step = None, None, start
-  rate = _Rate(start)
-  if start % config.sample_every == 0 and not wd.sample_grid(start).exists():
-    grids.write(start, state, lead)
+def _loop(ctx: actions_lib.Context, run_actions: list[actions_lib.Action],
+          it: input_pipeline.DataIterator, stop: _StopSignal):
+  """Runs steps from `ctx.start` until num_steps or a signal; returns (state, step)."""
+  config, wd = ctx.config, ctx.wd
+  compiled = _compile_step(config, ctx.gan, ctx.mesh, ctx.state)
+  real = (_RealGrid(config.num_samples, wd.real_grid)
+          if ctx.lead and not wd.real_grid.exists() else None)
+  num_steps, previous = config.train.num_steps, None
+  for action in run_actions:
+    action.schedule.start(ctx.start)
+    action.begin(ctx)
   # Simulated CPU devices: queuing collective steps can abort with XLA's "Termination timeout
-  # for all reduce" (PITFALLS.md); waiting for each step before the next avoided it.
+  # for all reduce" (docs/pitfalls.md); waiting for each step before the next avoided it.
   block_each_step = jax.default_backend() == "cpu" and jax.device_count() > 1
-  logging.info("Training from step %d to %d; workdir %s.", start, num_steps, wd.root)
+  logging.info("Training from step %d to %d; workdir %s.", ctx.start, num_steps, wd.root)
 
-  while step < num_steps and run.stop.signum is None:
+  while ctx.step < num_steps and stop.signum is None:
     batch = next(it)
     if real is not None and real.add(batch):
       real = None
-    state, metrics = compiled(state, {"image": batch["image"]})
-    step += 1
-    acc = _accumulate(_empty_accumulator(metrics) if acc is None else acc, metrics, step)
+    ctx.state, metrics = compiled(ctx.state, _step_batch(batch, ctx.gan))
+    ctx.step, ctx.data_step = ctx.step + 1, it.step
+    ctx.acc = _accumulate(_empty_accumulator(metrics) if ctx.acc is None else ctx.acc, metrics,
+                          ctx.step)
     if block_each_step:
       jax.block_until_ready(metrics)
     elif previous is not None:
       jax.block_until_ready(previous)  # Step step-1; step is already queued behind it.
     previous = metrics
-    if _is_log_step(step, start, config, rate):
-      acc_host = _host(acc)
-      _raise_if_bad(acc_host, step, last_saved, manager.directory)
-      steps_per_s = rate.update(step)
-      means = {k: float(v) / int(acc_host["count"]) for k, v in acc_host["sum"].items()}
-      images_per_s = steps_per_s * config_lib.images_per_step(config)
-      writer.write_scalars(step, {**means, "perf/steps_per_sec": steps_per_s,
-                                  "perf/images_per_sec": images_per_s})
-      writer.flush()
-      logging.info("%s", format_progress(step, num_steps, steps_per_s, images_per_s, means))
-      acc = None
-    if step % config.sample_every == 0:
-      grids.write(step, state, lead)
-    if step % config.checkpoint_every == 0:
-      last_saved = _save(manager, step, state, it.step, config, acc, last_saved)
-  if step != last_saved:
-    _save(manager, step, state, it.step, config, acc, last_saved)
-  if step % config.sample_every and step == num_steps:
-    grids.write(step, state, lead)  # The final grid, when num_steps is off the sampling schedule.
-  logging.info("Step %d; state fingerprint %s.", step, state_fingerprint(state))
-  return state, step
-
+    for action in run_actions:
+      if action.schedule.due(ctx.step):
+        action(ctx)
+  for action in run_actions:
+    action.finish(ctx)
+  logging.info("Step %d; state fingerprint %s.", ctx.step, state_fingerprint(ctx.state))
+  return ctx.state, ctx.step
 
 def state_fingerprint(state: state_lib.GANState) -> str:
   """SHA-256 of this process's replica of G's and D's parameters (the processes of a

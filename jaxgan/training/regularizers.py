@@ -15,10 +15,18 @@ longer the per-sample gradient the penalty is defined on; the WGAN-GP paper drop
 BatchNorm from the critic for this reason. `config.validate` rejects the combination
 unless `train.allow_batchnorm_with_penalty` is set (tests/regularizers_test.py shows the
 cross-sample gradient).
+
+The step runs a list of `Regularizer` entries (`from_config`), each saying which network
+it acts on and how often: `every=N > 1` is lazy regularization (Karras et al. 2020,
+StyleGAN2): the term is computed on the steps with `step % N == 0` only, with its weight
+multiplied by N, inside the one compiled step (`lax.cond`). A D entry's `fn` is a penalty
+as above; a G entry's `fn(generate, z, labels, key)` takes `generate(z, labels) -> images`
+with G's parameters under differentiation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
@@ -67,3 +75,40 @@ def dragan(critic: Critic, real: Array, fake: Array, key: Array,
 PENALTIES = {"none": None, "wgan_gp": wgan_gp, "r1": r1, "dragan": dragan}
 # Penalties defined on per-sample input gradients (all of them today).
 PER_SAMPLE_PENALTIES = ("wgan_gp", "r1", "dragan")
+
+
+NETWORKS = ("d", "g")
+
+
+@dataclasses.dataclass(frozen=True)
+class Regularizer:
+  """One regularization term of a network's loss.
+
+  Attributes:
+    name: its metric name (the step logs its unweighted value; 0 on skipped steps).
+    network: 'd' or 'g', the network whose loss it joins.
+    fn: the term (see the module docstring for the two signatures).
+    weight: its weight in the loss.
+    every: applied on steps where state.step % every == 0, with weight * every.
+  """
+  name: str
+  network: str
+  fn: Callable
+  weight: float
+  every: int = 1
+
+  def __post_init__(self):
+    if self.network not in NETWORKS:
+      raise ValueError(f"Regularizer {self.name!r}: network={self.network!r}, expected one of "
+                       f"{NETWORKS}")
+    if not (isinstance(self.every, int) and self.every >= 1):
+      raise ValueError(f"Regularizer {self.name!r}: every={self.every!r}, expected an int >= 1")
+
+
+def from_config(config) -> tuple[Regularizer, ...]:
+  """The regularizers of `config.train` (today: at most the one `penalty`, on D)."""
+  t = config.train
+  if PENALTIES[t.penalty] is None:
+    return ()
+  return (Regularizer("penalty", "d", PENALTIES[t.penalty], float(t.penalty_weight),
+                      int(t.penalty_every)),)

@@ -1,0 +1,44 @@
+"""Backend-specific formulations of layers, chosen once by backend.
+
+    k = kernels.select("auto")   # CPU: the col2im transposed conv and the matmul bias gradient
+    y = k.conv_transpose(x, kernel, strides, out_size); y = k.add_bias(y, bias)
+
+GPU and TPU runs ('auto' off the CPU) use XLA's own transposed convolution and a plain
+bias add. Every formulation equals the plain one (tests/layers_test.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+
+UPSAMPLE_IMPLS = ("auto", "col2im", "lax")
+
+
+class Kernels(NamedTuple):
+  conv_transpose: Callable  # (x, kernel, strides, out_size) -> y
+  add_bias: Callable  # (y, bias) -> y + bias
+
+
+def _plain_add(y, bias):
+  return y + bias
+
+
+@functools.lru_cache(maxsize=None)
+def select(impl: str = "auto", backend: str | None = None) -> Kernels:
+  """The kernels for `impl` ('auto', 'col2im' or 'lax') on `backend` (default: JAX's).
+
+  'auto' is 'col2im' on CPU and 'lax' elsewhere; 'col2im' brings the CPU bias gradient too.
+  """
+  from jaxgan.kernels import cpu  # pylint: disable=g-import-not-at-top
+  from jaxgan.nn import layers  # pylint: disable=g-import-not-at-top
+  if impl not in UPSAMPLE_IMPLS:
+    raise ValueError(f"config.model.upsample_impl={impl!r} is invalid: expected one of "
+                     f"{', '.join(map(repr, UPSAMPLE_IMPLS))}")
+  if impl == "auto":
+    impl = "col2im" if (backend or jax.default_backend()) == "cpu" else "lax"
+  if impl == "col2im":
+    return Kernels(cpu.conv_transpose_col2im, cpu.add_bias)
+  return Kernels(layers.conv_transpose_lax, _plain_add)

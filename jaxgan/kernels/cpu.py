@@ -1,0 +1,159 @@
+"""XLA:CPU formulations of two layers, each computing exactly what the plain layer does.
+
+`conv_transpose_col2im`: the transposed convolution of `jaxgan.nn.layers.conv_transpose_lax`
+as one matmul over all kernel taps plus a col2im, with a hand-written backward pass of two
+more matmuls. On XLA CPU the kernel gradient of a stride-2 transposed convolution takes a
+slow path (20 s for one 32x32x256 -> 64x64x128 layer at batch 4, see docs/pitfalls.md), and
+XLA CPU's convolutions run at about a third of its matmul speed (53 vs 141 GFLOP/s here).
+It multiplies no zero taps (a sub-pixel formulation, tried first, pads every phase's
+sub-kernel to 3x3 for a 5x5 kernel at stride 2: 44% more FLOPs, and measured slower).
+
+`add_bias`: y + bias whose bias gradient is a matmul with a ones vector.
+
+`jaxgan.kernels.select` picks these on the CPU backend and the plain layers elsewhere;
+tests/layers_test.py checks each against the plain computation.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jaxgan.nn.geometry import transpose_padding
+
+Array = jax.Array
+
+
+def _tap_plan(in_size: int, out_size: int, k: int, s: int):
+  """Per axis: for each output phase r (o = s*q + r), the taps j and offsets d with
+  y[s*q + r] += x[q + d] * w[j]; and the number q of outputs per phase."""
+  lo, _ = transpose_padding(in_size, out_size, k, s)
+  phases = [[(j, (r + j - lo) // s) for j in range(k) if (r + j - lo) % s == 0] for r in range(s)]
+  return phases, -(-out_size // s)
+
+
+def _matmul_taps(x: Array, kernel: Array) -> Array:
+  """z[b, h, w, i, j, o] = x[b, h, w] . kernel[i, j, :, o], as one [N, Cin] x [Cin, k*k*Cout] matmul."""
+  (kh, kw, cin, cout), (b, h, w) = kernel.shape, x.shape[:3]
+  z = x.reshape(-1, cin) @ kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
+  return z.reshape(b, h, w, kh, kw, cout)
+
+
+def _row_gap_layout(x: Array, offsets: list[int], q: int) -> tuple[Array, int]:
+  """x [B, H, ...] with g zero rows before, between and after the images, flattened to
+  [g + B * (H + g) + t, ...], where g covers every row offset's reach into a neighbour.
+
+  Row r of image b sits at g + b * (H + g) + r, so for every offset d the window of rows
+  q' + d (0 <= q' < q) of all images is one slice reshaped to [B, H + g, ...][:, :q], with
+  the rows outside an image reading zeros. The gaps cost g / H more rows of the matmul
+  (1/32 for dcgan128's 32 -> 64 layer); in exchange the col2im sum reads plain slices,
+  which XLA:CPU fuses about 3x faster than the zero-padded slices they replace.
+  """
+  b, h = x.shape[:2]
+  g = max(0, -min(offsets), max(offsets) + q - h)
+  tail = max(g, max(offsets))  # the last window ends max(offsets) rows past the images
+  pad = ((0, 0), (0, g)) + ((0, 0),) * (x.ndim - 2)
+  flat = jnp.pad(x, pad).reshape((b * (h + g),) + x.shape[2:])
+  return jnp.pad(flat, ((g, tail),) + ((0, 0),) * (x.ndim - 2)), g
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_transpose_col2im(x: Array, kernel: Array, strides: tuple[int, int],
+                          out_size: tuple[int, int]) -> Array:
+  """Same result as `conv_transpose_lax`, as one exact matmul and a col2im of its taps.
+
+  z = x @ W for all k*k taps ([rows, W, kh, kw, Cout]: the transposed conv's FLOPs, no
+  zero taps, in one large matrix product, on the row-gap layout of `_row_gap_layout`);
+  then output phase (r_h, r_w) is the sum of its taps' slices of z, shifted on the input
+  grid. The backward pass stacks shifted slices of the output gradient into dz and forms
+  both gradients as one matmul each.
+  """
+  (kh, kw, _, cout), (sh, sw), (b, h, w) = kernel.shape, strides, x.shape[:3]
+  ph, qh = _tap_plan(h, out_size[0], kh, sh)
+  pw, qw = _tap_plan(w, out_size[1], kw, sw)
+  xg, g = _row_gap_layout(x, [d for taps in ph for _, d in taps] or [0], qh)
+  z = _matmul_taps(xg[:, None], kernel)[:, 0]  # [rows, w, kh, kw, cout]
+  rows = []
+  for taps_h in ph:
+    row = []
+    for taps_w in pw:
+      y = jnp.zeros((b, qh, qw, cout), x.dtype)
+      for i, dh in taps_h:
+        zh = z[g + dh:g + dh + b * (h + g)].reshape(b, h + g, w, kh, kw, cout)[:, :qh]
+        for j, dw in taps_w:
+          # Phase output p reads z[p + dw] where 0 <= p + dw < w: a slice, zero-padded to
+          # qw outputs (padding z itself would copy all of it).
+          p0, p1 = max(0, -dw), min(qw, w - dw)
+          if p0 < p1:
+            y = y + jnp.pad(zh[:, :, p0 + dw:p1 + dw, i, j], ((0, 0), (0, 0), (p0, qw - p1), (0, 0)))
+      row.append(y)
+    rows.append(jnp.stack(row, axis=3))  # (b, qh, qw, sw, cout)
+  y = jnp.stack(rows, axis=2)  # (b, qh, sh, qw, sw, cout)
+  return y.reshape(b, qh * sh, qw * sw, cout)[:, :out_size[0], :out_size[1]]
+
+
+def _window_pads(offsets: list[int], in_size: int, q: int) -> tuple[int, int]:
+  """(low, high) zero padding of a phase of q outputs so that the windows
+  [lo - d, lo - d + in_size) exist for every tap offset d."""
+  return max(0, max(offsets)), max(0, in_size - q - min(offsets))
+
+
+def _col2im_fwd(x, kernel, strides, out_size):
+  return conv_transpose_col2im(x, kernel, strides, out_size), (x, kernel)
+
+
+def _col2im_bwd(strides, out_size, res, dy):
+  x, kernel = res
+  (kh, kw, cin, cout), (sh, sw), (b, h, w) = kernel.shape, strides, x.shape[:3]
+  ph, qh = _tap_plan(h, out_size[0], kh, sh)
+  pw, qw = _tap_plan(w, out_size[1], kw, sw)
+  dy = jnp.pad(dy, ((0, 0), (0, qh * sh - out_size[0]), (0, qw * sw - out_size[1]), (0, 0)))
+  dy = dy.reshape(b, qh, sh, qw, sw, cout)
+  # dz[h, i] = dy_phase(i)[h - d_i]: shifted windows of each phase's gradient, zero outside.
+  # Each phase is padded only as far as its taps' offsets reach (padding it by the whole
+  # input size wrote 9x the phase's size and cost ~0.25 s per dcgan128 step).
+  cols = {}
+  for rh, taps_h in enumerate(ph):
+    for rw, taps_w in enumerate(pw):
+      if not taps_h or not taps_w:
+        continue
+      lo_h, hi_h = _window_pads([d for _, d in taps_h], h, qh)
+      lo_w, hi_w = _window_pads([d for _, d in taps_w], w, qw)
+      dyp = jnp.pad(dy[:, :, rh, :, rw], ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
+      for i, dh in taps_h:
+        for j, dw in taps_w:
+          cols[i, j] = dyp[:, lo_h - dh:lo_h - dh + h, lo_w - dw:lo_w - dw + w]
+  dz = jnp.stack([cols[i, j] for i in range(kh) for j in range(kw)], axis=3)
+  dz = dz.reshape(b * h * w, kh * kw * cout)
+  w2 = kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
+  dx = (dz @ w2.T).reshape(x.shape)
+  dkernel = (x.reshape(-1, cin).T @ dz).reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3)
+  return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+conv_transpose_col2im.defvjp(_col2im_fwd, _col2im_bwd)
+
+
+@jax.custom_vjp
+def add_bias(y: Array, bias: Array) -> Array:
+  """y + bias over the last axis, whose bias gradient is a ones-vector matmul.
+
+  Autodiff would reduce the output gradient over its rows; for the generator's projection
+  (32 rows of 262,144 at batch 32) XLA:CPU's YNNPACK reduction took 82-85 ms where the
+  matmul takes 1.2-1.5 ms, twice per dcgan128 step.
+  """
+  return y + bias
+
+
+def _add_bias_fwd(y, bias):
+  return y + bias, None
+
+
+def _add_bias_bwd(_, g):
+  rows = g.reshape(-1, g.shape[-1])
+  return g, jnp.ones((rows.shape[0],), g.dtype) @ rows
+
+
+add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)

@@ -1,0 +1,212 @@
+"""Periodic actions of the training loop, each on its own schedule.
+
+The loop (`jaxgan.training.loop`) runs the compiled step and then every action whose
+`Schedule` is due; at the end (num_steps, or a signal) it calls each action's `finish`.
+An action sees the loop through a `Context` (the state, the step, the metrics accumulated
+since the last log, the checkpoint manager, the writer). The default actions are
+
+  LogMetrics   the first steps, every `log_every` steps or `log_every_secs`, and the last:
+               reads the device metrics, stops on NaN/Inf, writes scalars and the progress line
+  SampleGrid   every `sample_every` steps: the grid of fixed seeds (every class, when conditional)
+  Checkpoint   every `checkpoint_every` steps and at the end; never of a non-finite state
+
+and one evaluator per entry of `config.evals` (name -> {type, every, options}), built
+from EVALUATORS, as big_vision builds its evaluators. Adding an action does not mean
+editing the loop: `train_and_evaluate(..., actions=[...])` takes more, and
+`register_evaluator` adds a type that configs can name. The schedule follows clu's
+`periodic_actions` convention (every_steps, every_secs, on_steps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Iterable
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from jaxgan import checkpointing
+from jaxgan import config as config_lib
+from jaxgan import images as images_lib
+from jaxgan import sampling
+from jaxgan import sharding
+
+
+@dataclasses.dataclass
+class Schedule:
+  """When an action runs: every `every_steps` steps, when `every_secs` have passed since it
+  last ran, on the steps of `on_steps`, or on the first `first` steps of the run."""
+  every_steps: int | None = None
+  every_secs: float | None = None
+  on_steps: frozenset[int] = frozenset()
+  first: int = 0
+  _start: int | None = None
+  _last_time: float = dataclasses.field(default_factory=time.perf_counter)
+
+  def start(self, step: int) -> None:
+    self._start, self._last_time = step, time.perf_counter()
+
+  def due(self, step: int) -> bool:
+    now = time.perf_counter()
+    due = ((self.every_steps and step % self.every_steps == 0) or step in self.on_steps
+           or (self._start is not None and step - self._start <= self.first)
+           or (self.every_secs and now - self._last_time >= self.every_secs))
+    if due:
+      self._last_time = now
+    return bool(due)
+
+
+@dataclasses.dataclass
+class Context:
+  """What the actions read and write of the loop."""
+  config: ml_collections.ConfigDict
+  wd: Any  # jaxgan.workdir.Workdir
+  mesh: jax.sharding.Mesh
+  gan: Any  # jaxgan.families.GAN
+  manager: Any  # orbax.checkpoint.CheckpointManager
+  writer: Any  # clu MetricWriter
+  lead: bool  # process 0 writes the files
+  start: int
+  state: Any = None
+  step: int = 0
+  data_step: int = 0  # the input pipeline's position
+  acc: Any = None  # metrics accumulated on the device since the last log (loop.accumulate)
+  last_saved: int | None = None
+
+
+class Action:
+  """Base of a periodic action: `schedule`; `begin(ctx)` before the first step, `__call__(ctx)`
+  after each step it is due, `finish(ctx)` at the end (num_steps or a signal)."""
+  schedule: Schedule
+
+  def begin(self, ctx: Context) -> None:
+    del ctx
+
+  def __call__(self, ctx: Context) -> None:
+    raise NotImplementedError
+
+  def finish(self, ctx: Context) -> None:
+    del ctx
+
+
+def host(tree):
+  """Host copy of replicated arrays. In a multi-process run a replicated array spans
+  other processes' devices too, so `jax.device_get` cannot read it whole; every replica
+  holds the same value, so this process reads its first local one."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array)
+                      else x, tree)
+
+
+# ---- sample grids ------------------------------------------------------------------------
+
+class SampleGrid(Action):
+  """A grid from fixed latents (seeds 0..num-1; per class when conditional), written to
+  `path(step)` and to TensorBoard as `tag`, with one compiled generator."""
+
+  def __init__(self, ctx: Context, *, every: int, num: int, truncation: float | None = None,
+               ema: bool = True, tag: str = "samples",
+               path: Callable[[int], Any] | None = None):
+    seeds, labels, self._nrow = sampling.grid_inputs(num, ctx.gan.num_classes)
+    z = sampling.latents(seeds, ctx.gan.latent_dim, truncation)
+    replicated = sharding.replicated(ctx.mesh)
+    self._z = jax.device_put(z, replicated)
+    self._labels = None if labels is None else jax.device_put(np.asarray(labels, np.int32),
+                                                              replicated)
+    self._ema, self._tag = ema, tag
+    self._path = path or ctx.wd.sample_grid
+    self._every, self.schedule = every, Schedule(every_steps=every)
+
+  def write(self, ctx: Context) -> None:
+    """Every process runs the generator (one SPMD program); only the lead writes."""
+    state = ctx.state
+    params = state.g.params if (state.g_ema is None or not self._ema) else state.g_ema
+    images = sampling.forward(ctx.gan, state.g.variables(params), self._z, self._labels)
+    if not ctx.lead:
+      return
+    grid = images_lib.make_grid(host(images), self._nrow)
+    images_lib.save_png(grid, self._path(ctx.step))
+    ctx.writer.write_images(ctx.step, {self._tag: grid[None]})
+
+  def begin(self, ctx: Context) -> None:
+    # The grid of the starting point (step 0 of a new run, or a resumed step on the schedule).
+    if ctx.step % self._every == 0 and not self._path(ctx.step).exists():
+      self.write(ctx)
+
+  def __call__(self, ctx: Context) -> None:
+    self.write(ctx)
+
+  def finish(self, ctx: Context) -> None:
+    # The final grid, when num_steps is off the schedule.
+    if ctx.step == ctx.config.train.num_steps and ctx.step % self._every:
+      self.write(ctx)
+
+
+# ---- checkpoints -------------------------------------------------------------------------
+
+class Checkpoint(Action):
+  """Saves every `every` steps and at the end, after checking for NaN/Inf."""
+
+  def __init__(self, every: int, check: Callable[[Context], None]):
+    self.schedule, self._check = Schedule(every_steps=every), check
+
+  def save(self, ctx: Context) -> None:
+    self._check(ctx)
+    if checkpointing.save(ctx.manager, ctx.step, ctx.state, ctx.data_step, ctx.config):
+      logging.info("Saving the checkpoint of step %d (asynchronously).", ctx.step)
+    ctx.last_saved = ctx.step
+
+  def __call__(self, ctx: Context) -> None:
+    self.save(ctx)
+
+  def finish(self, ctx: Context) -> None:
+    if ctx.step != ctx.last_saved:
+      self.save(ctx)
+
+
+# ---- evaluators from config.evals ---------------------------------------------------------
+
+def _samples_evaluator(ctx: Context, name: str, spec: ml_collections.ConfigDict) -> Action:
+  """type 'samples': an extra grid, e.g. truncated, or of the trained (not EMA) weights.
+  Options: num (default config.num_samples), truncation (None), ema (True). Written to
+  WORKDIR/samples/NAME/step_NNNNNNN.png and TensorBoard 'samples/NAME'."""
+  directory = ctx.wd.samples / name
+  return SampleGrid(ctx, every=spec.every, num=spec.get("num", ctx.config.num_samples),
+                    truncation=spec.get("truncation", None), ema=spec.get("ema", True),
+                    tag=f"samples/{name}", path=lambda step: directory / f"step_{step:07d}.png")
+
+
+# type -> (build(ctx, name, spec) -> Action, allowed option names besides type and every)
+EVALUATORS: dict[str, tuple[Callable[..., Action], tuple[str, ...]]] = {
+    "samples": (_samples_evaluator, ("num", "truncation", "ema")),
+}
+
+
+def register_evaluator(name: str, build: Callable[..., Action], options: Iterable[str] = ()):
+  """Adds an evaluator type that `config.evals` entries can name."""
+  EVALUATORS[name] = (build, tuple(options))
+
+
+def validate_evals(config: ml_collections.ConfigDict) -> None:
+  """ConfigError for an entry of config.evals with an unknown type, option or schedule."""
+  for name, spec in config.evals.items():
+    field = f"evals.{name}"
+    if not isinstance(spec, ml_collections.ConfigDict) or "type" not in spec:
+      config_lib.fail(field, spec, f"expected a ConfigDict with 'type' (one of "
+                      f"{', '.join(map(repr, sorted(EVALUATORS)))}) and 'every'")
+    config_lib.check_choice(config, f"{field}.type", tuple(sorted(EVALUATORS)))
+    if "every" not in spec:
+      config_lib.fail(field, spec.to_dict(), "expected an 'every' (steps between runs)")
+    config_lib.check_positive(config, f"{field}.every")
+    allowed = {"type", "every", *EVALUATORS[spec.type][1]}
+    for key in spec.keys():
+      if key not in allowed:
+        config_lib.fail(f"{field}.{key}", spec[key], f"not an option of evaluator type "
+                        f"{spec.type!r}; its options are {', '.join(sorted(allowed))}")
+
+
+def evaluators(ctx: Context) -> list[Action]:
+  """One action per entry of `config.evals`."""
+  return [EVALUATORS[spec.type][0](ctx, name, spec) for name, spec in ctx.config.evals.items()]

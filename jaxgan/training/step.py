@@ -1,0 +1,237 @@
+"""The GAN training step: `d_steps` D updates, `g_steps` G updates, the regularizers, the
+EMA and the state's extra part, as one compiled program, for any model family.
+
+`train_step` is a pure per-device function `(state, batch) -> (state, metrics)` that knows
+the networks only through the family interface (`jaxgan.families.base.GAN`): one `Calls`
+pair is used at every call site, so G is called by `calls.g` and D by `calls.d` for reals,
+fakes, penalties and the G update alike, and a wrapper of `calls.d` (augmentation, say)
+applies everywhere at once. Non-parameter collections are carried generically.
+`make_train_step` binds the config's static choices and wraps the step in `jax.shard_map`
+over the mesh's 'data' axis (each device takes its slice of the batch, gradients and
+metrics are averaged over devices) and `jax.jit` with the state donated.
+
+Randomness: every update draws fresh noise (and, when conditional, fake labels uniformly
+over the classes) from the state's key. Noise, labels and penalty interpolation weights
+are drawn for the whole global batch from the replicated key and each device keeps its own
+rows, so devices see different noise and the result does not depend on how many devices
+share the batch; dropout keys are folded with the device index.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax.sharding import Mesh, PartitionSpec as P
+
+from jaxgan import families
+from jaxgan.sharding import DATA_AXIS
+from jaxgan.training import losses as losses_lib
+from jaxgan.training import regularizers as regularizers_lib
+from jaxgan.training.state import GANState, TrainState
+
+Array = jax.Array
+Batch = dict[str, Array]
+Metrics = dict[str, Array]
+
+
+def _local_rows(sample: Callable, key: Array, local_shape: tuple[int, ...],
+                axis_name: str | None) -> Array:
+  """This device's rows of a global random array drawn by `sample(key, shape)`."""
+  if axis_name is None:
+    return sample(key, local_shape)
+  n, i = jax.lax.axis_size(axis_name), jax.lax.axis_index(axis_name)
+  full = sample(key, (n * local_shape[0],) + tuple(local_shape[1:]))
+  return jax.lax.dynamic_slice_in_dim(full, i * local_shape[0], local_shape[0])
+
+
+def _device_key(key: Array, axis_name: str | None) -> Array:
+  return key if axis_name is None else jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+
+
+def _pmean(tree, axis_name: str | None):
+  """Mean over devices of the floating-point leaves (integer state is the same on all)."""
+  if axis_name is None:
+    return tree
+  mean = lambda x: jax.lax.pmean(x, axis_name) if jnp.issubdtype(x.dtype, jnp.inexact) else x  # noqa: E731
+  return jax.tree.map(mean, tree)
+
+
+class Calls(NamedTuple):
+  """The training-mode calls of G and D that every call site of the step uses.
+
+  g(variables, z, labels, key) -> (images, collections)
+  d(variables, x, labels, key) -> (logits, collections)
+  """
+  g: Callable
+  d: Callable
+
+
+def make_calls(gan: families.GAN, axis_name: str | None) -> Calls:
+  """The family's generate/discriminate in training mode, with per-device dropout keys."""
+  def g(variables, z, labels, key):
+    return gan.generate(variables, z, labels, train=True, rng=_device_key(key, axis_name))
+
+  def d(variables, x, labels, key):
+    return gan.discriminate(variables, x, labels, train=True, rng=_device_key(key, axis_name))
+  return Calls(g, d)
+
+
+def _noise(key: Array, batch: int, gan: families.GAN, axis_name: str | None):
+  """(z, labels) of `batch` rows: normal latents and, when conditional, uniform classes."""
+  z = _local_rows(jax.random.normal, key, (batch, gan.latent_dim), axis_name)
+  if not gan.conditional:
+    return z, None
+  draw = lambda k, shape: jax.random.randint(k, shape, 0, gan.num_classes, jnp.int32)  # noqa: E731
+  return z, _local_rows(draw, jax.random.fold_in(key, 1), (batch,), axis_name)
+
+
+def _regularize(reg: regularizers_lib.Regularizer, step: Array, term: Callable[[], Array]):
+  """(weighted term, unweighted value): lazily on steps with step % every == 0."""
+  if reg.every == 1:
+    value = term()
+    return reg.weight * value, value
+  value = jax.lax.cond(step % reg.every == 0, term, lambda: jnp.zeros((), jnp.float32))
+  return (reg.weight * reg.every) * value, value
+
+
+def d_update(d: TrainState, g: TrainState, real: Array, real_labels: Array | None, key: Array,
+             step: Array, *, gan: families.GAN, calls: Calls, loss: losses_lib.GANLoss,
+             label_smoothing: float, regularizers: Sequence[regularizers_lib.Regularizer],
+             axis_name: str | None):
+  """One discriminator update on `real` and fresh fakes. Returns (d, g_collections, metrics)."""
+  k_z, k_real, k_fake, k_pen, k_pdrop = jax.random.split(key, 5)
+  z, fake_labels = _noise(k_z, real.shape[0], gan, axis_name)
+  fake, g_collections = calls.g(g.variables(), z, fake_labels, k_z)
+  fake = jax.lax.stop_gradient(fake)
+
+  def loss_fn(params):
+    real_logits, colls = calls.d(d.variables(params), real, real_labels, k_real)
+    fake_logits, colls = calls.d({"params": params, **colls}, fake, fake_labels, k_fake)
+    l_real, l_fake = loss.d(real_logits, fake_logits, label_smoothing)
+    total, aux = l_real + l_fake, {}
+    for reg in regularizers:
+      # Per-sample penalty; the collections' updates of this extra pass are discarded.
+      critic = lambda x: calls.d({"params": params, **colls}, x, real_labels, k_pdrop)[0]  # noqa: E731
+      uniform = lambda k, shape: _local_rows(jax.random.uniform, k, shape, axis_name)  # noqa: E731
+      weighted, value = _regularize(
+          reg, step, lambda: reg.fn(critic, real, fake, k_pen, uniform=uniform))  # noqa: B023
+      total, aux = total + weighted, {**aux, reg.name: value}
+    metrics = {"loss/d": total, "loss/d_real": l_real, "loss/d_fake": l_fake,
+               "d/real": real_logits.mean(), "d/fake": fake_logits.mean(), **aux}
+    return total, (colls, metrics)
+
+  grads, (colls, metrics) = jax.grad(loss_fn, has_aux=True)(d.params)
+  grads = _pmean(grads, axis_name)
+  metrics["grad_norm/d"] = optax.tree.norm(grads)
+  return d.apply_gradients(grads=grads, collections=colls), g_collections, metrics
+
+
+def g_update(g: TrainState, d: TrainState, key: Array, step: Array, *, gan: families.GAN,
+             calls: Calls, loss: losses_lib.GANLoss, batch_size: int,
+             regularizers: Sequence[regularizers_lib.Regularizer], axis_name: str | None):
+  """One generator update through the discriminator. Returns (g, d_collections, metrics)."""
+  k_z, k_drop = jax.random.split(key)
+  z, labels = _noise(k_z, batch_size, gan, axis_name)
+
+  def loss_fn(params):
+    fake, g_colls = calls.g(g.variables(params), z, labels, k_z)
+    logits, d_colls = calls.d(d.variables(), fake, labels, k_drop)
+    total, aux = loss.g(logits), {}
+    for i, reg in enumerate(regularizers):
+      generate = lambda zz, ll: calls.g(g.variables(params), zz, ll, k_z)[0]  # noqa: E731
+      weighted, value = _regularize(
+          reg, step, lambda: reg.fn(generate, z, labels, jax.random.fold_in(k_drop, i + 1)))  # noqa: B023
+      total, aux = total + weighted, {**aux, reg.name: value}
+    return total, (g_colls, d_colls, aux)
+
+  (l_g, (g_colls, d_colls, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g.params)
+  grads = _pmean(grads, axis_name)
+  g = g.apply_gradients(grads=grads, collections=g_colls)
+  return g, d_colls, {"loss/g": l_g, "grad_norm/g": optax.tree.norm(grads), **aux}
+
+
+def train_step(state: GANState, batch: Batch, *, gan: families.GAN, d_steps: int, g_steps: int,
+               ema_decay: float, loss: losses_lib.GANLoss, label_smoothing: float,
+               regularizers: Sequence[regularizers_lib.Regularizer] = (),
+               axis_name: str | None = None,
+               calls: Calls | None = None) -> tuple[GANState, Metrics]:
+  """d_steps D updates (one slice of `batch` each), g_steps G updates, the EMA, the extra.
+
+  Args:
+    state: the replicated GANState.
+    batch: {'image': [d_steps * b, H, W, C]} (+ 'label' [d_steps * b] when conditional),
+      this device's rows.
+    gan: the family's networks.
+    d_steps, g_steps: updates per step.
+    ema_decay: EMA decay of the generator's parameters (0: no EMA).
+    loss, label_smoothing: the GAN loss and its one-sided smoothing.
+    regularizers: the regularization terms, each on its network and schedule.
+    axis_name: the mesh axis to average over, or None on one device without shard_map.
+    calls: the G and D calls to use everywhere; default `make_calls(gan, axis_name)`.
+
+  Returns:
+    The new state and a dict of scalar metrics (on device).
+  """
+  calls = make_calls(gan, axis_name) if calls is None else calls
+  d_regs = tuple(r for r in regularizers if r.network == "d")
+  g_regs = tuple(r for r in regularizers if r.network == "g")
+  rng, key = jax.random.split(state.rng)
+  split = lambda x: x.reshape((d_steps, -1) + x.shape[1:])  # noqa: E731
+  reals = split(batch["image"])
+  labels = split(batch["label"]) if gan.conditional else None
+  g, d, metrics = state.g, state.d, {}
+  for i in range(d_steps):
+    d, g_colls, metrics = d_update(
+        d, g, reals[i], None if labels is None else labels[i], jax.random.fold_in(key, i),
+        state.step, gan=gan, calls=calls, loss=loss, label_smoothing=label_smoothing,
+        regularizers=d_regs, axis_name=axis_name)
+    g = g.replace(collections=g_colls)
+  for j in range(g_steps):
+    g, d_colls, g_metrics = g_update(
+        g, d, jax.random.fold_in(key, d_steps + j), state.step, gan=gan, calls=calls,
+        loss=loss, batch_size=reals.shape[1], regularizers=g_regs, axis_name=axis_name)
+    d = d.replace(collections=d_colls)
+  metrics.update(g_metrics)
+  # Per-device statistics (BatchNorm) differ between devices; keep their mean (replicated).
+  g = g.replace(collections=_pmean(g.collections, axis_name))
+  d = d.replace(collections=_pmean(d.collections, axis_name))
+  g_ema = state.g_ema
+  if g_ema is not None:
+    g_ema = optax.incremental_update(g.params, g_ema, step_size=1.0 - ema_decay)
+  extra = dict(state.extra)
+  if gan.extra_update is not None:
+    extra["family"] = gan.extra_update(extra["family"], state.step)
+  state = GANState(g=g, d=d, g_ema=g_ema, rng=rng, step=state.step + 1, extra=extra)
+  return state, _pmean(metrics, axis_name)
+
+
+def step_options(config: ml_collections.ConfigDict, gan: families.GAN | None = None
+                 ) -> dict[str, Any]:
+  """The static keyword arguments of `train_step` for `config`."""
+  t = config.train
+  return dict(gan=families.build(config) if gan is None else gan, d_steps=t.d_steps,
+              g_steps=t.g_steps, ema_decay=t.ema_decay, loss=losses_lib.get_loss(t.loss),
+              label_smoothing=t.label_smoothing,
+              regularizers=regularizers_lib.from_config(config))
+
+
+def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh, *, donate: bool = True,
+                    gan: families.GAN | None = None, **overrides):
+  """The compiled step: jit(shard_map(train_step)) over `mesh`'s data axis.
+
+  The state is replicated (P()), the batch split along its first axis (P('data')).
+  `overrides` replace entries of `step_options(config)` (e.g. `regularizers=...`).
+  """
+  fn = functools.partial(train_step, axis_name=DATA_AXIS,
+                         **{**step_options(config, gan), **overrides})
+  # check_vma=False: gradients are per-device and averaged explicitly by `_pmean` (with
+  # varying-type checking on, grad would psum them implicitly and the custom VJP of
+  # kernels.cpu.conv_transpose_col2im would need device-varying annotations).
+  sharded = jax.shard_map(fn, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()),
+                          check_vma=False)
+  return jax.jit(sharded, donate_argnums=(0,) if donate else ())
