@@ -4,6 +4,11 @@ r"""Samples from a trained generator, and the workdir's loss plot and GIF on dem
   python -m jaxgan.sample --workdir runs/dcgan128 --seeds 0-7,42 --truncation 0.7 --out t.png
   python -m jaxgan.sample --workdir runs/dcgan128 --interpolate 3,7 --frames 12 --out lerp.png
   python -m jaxgan.sample --workdir runs/dcgan128 --summary   # losses.png and samples.gif
+  python -m jaxgan.sample --workdir runs/cond --labels 0,3,7 --num 8 --out classes.png
+
+A class-conditional generator draws a per-class grid: one row per class (every class, or
+those of --labels), the same seeds (--seeds, or 0..num-1 with --num default 8) in each row;
+an interpolation uses the first of --labels (default class 0).
 
 Loads the latest checkpoint (or --step), with the EMA generator when the run kept one
 (--noema for the trained parameters). Seed s always gives the same image for a given
@@ -18,7 +23,10 @@ from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training run's workdir.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
-_NUM = flags.DEFINE_integer("num", 64, "Images, from seeds 0..num-1 (when --seeds is not set).")
+_NUM = flags.DEFINE_integer("num", None, "Images, from seeds 0..num-1 (when --seeds is not "
+                            "set); default 64, or 8 per class for a conditional generator.")
+_LABELS = flags.DEFINE_string("labels", "", "Classes of a conditional generator, e.g. '0,3,7' "
+                              "or '0-9': one grid row each; default every class.")
 _SEEDS = flags.DEFINE_string("seeds", "", "Seeds, e.g. '0-63' or '3,7,11-15'.")
 _TRUNCATION = flags.DEFINE_float("truncation", None,
                                  "Truncate the latents to [-t, t] (e.g. 0.7); default none.")
@@ -49,7 +57,8 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def write_samples(workdir: str, out: str, *, seeds: Sequence[int] | None = None,
-                  num: int = 64, truncation: float | None = None,
+                  num: int | None = None, labels: Sequence[int] | None = None,
+                  truncation: float | None = None,
                   interpolate: tuple[int, int] | None = None, frames: int = 10,
                   nrow: int | None = None, step: int | None = None, ema: bool = True,
                   separate_dir: str = "") -> str:
@@ -63,13 +72,25 @@ def write_samples(workdir: str, out: str, *, seeds: Sequence[int] | None = None,
   checkpointing.quiet_orbax_info_logs()
 
   gen = sampling.load_generator(workdir, step=step, ema=ema)
-  latent_dim = gen.config.model.latent_dim
+  latent_dim, conditional = gen.config.model.latent_dim, gen.gan.conditional
+  if labels is not None and not conditional:
+    raise ValueError(f"--labels: the generator of {workdir} is unconditional "
+                     f"(model.num_classes=0)")
   if interpolate is not None:
     ends = sampling.latents(interpolate, latent_dim, truncation)
-    pictures = sampling.generate(gen, sampling.interpolate(ends[0], ends[1], frames))
+    frame_labels = [labels[0] if labels else 0] * frames if conditional else None
+    pictures = sampling.generate(gen, sampling.interpolate(ends[0], ends[1], frames),
+                                 frame_labels)
     nrow, what = nrow or frames, f"an interpolation from seed {interpolate[0]} to {interpolate[1]}"
+  elif conditional:
+    classes = list(labels) if labels else list(range(gen.gan.num_classes))
+    row = list(seeds) if seeds else list(range(num or 8))
+    all_seeds, all_labels, per_row = sampling.class_grid(row, classes)
+    pictures = sampling.sample(gen, all_seeds, truncation, all_labels)
+    nrow = nrow or per_row
+    what = f"{len(all_seeds)} samples, one row per class of {classes}"
   else:
-    seeds = list(seeds) if seeds else list(range(num))
+    seeds = list(seeds) if seeds else list(range(num or 64))
     pictures = sampling.sample(gen, seeds, truncation)
     what = f"{len(seeds)} samples"
   images.save_grid(pictures, out, nrow)
@@ -91,14 +112,20 @@ def main(argv):
   try:
     seeds = parse_seeds(_SEEDS.value) if _SEEDS.value else None
     pair = parse_seeds(_INTERPOLATE.value) if _INTERPOLATE.value else None
+    labels = parse_seeds(_LABELS.value) if _LABELS.value else None
   except ValueError as e:
-    raise app.UsageError(str(e)) from e
+    raise app.UsageError(str(e).replace("seeds", "--seeds/--interpolate/--labels", 1)) from e
   if pair is not None and len(pair) != 2:
     raise app.UsageError(f"--interpolate={_INTERPOLATE.value!r}: expected two seeds 'A,B'")
-  logging.info("%s", write_samples(
-      _WORKDIR.value, _OUT.value, seeds=seeds, num=_NUM.value, truncation=_TRUNCATION.value,
-      interpolate=tuple(pair) if pair else None, frames=_FRAMES.value, nrow=_NROW.value,
-      step=_STEP.value, ema=_EMA.value, separate_dir=_SEPARATE.value))
+  try:
+    message = write_samples(
+        _WORKDIR.value, _OUT.value, seeds=seeds, num=_NUM.value, labels=labels,
+        truncation=_TRUNCATION.value, interpolate=tuple(pair) if pair else None,
+        frames=_FRAMES.value, nrow=_NROW.value, step=_STEP.value, ema=_EMA.value,
+        separate_dir=_SEPARATE.value)
+  except ValueError as e:  # A bad label, seed or truncation: the message says which.
+    raise app.UsageError(str(e)) from e
+  logging.info("%s", message)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import json
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from jaxgan import checkpointing
@@ -104,3 +105,34 @@ def test_restore_generator_without_checkpoints_says_so(tmp_path, saved):
     checkpointing.restore_generator(tmp_path / "missing")
   with pytest.raises(FileNotFoundError, match=r"no checkpoint 3 in .* \(it has \[7\]\)"):
     checkpointing.restore_generator(saved[0], step=3)
+
+
+def test_checkpoints_of_the_layout_before_families_are_read(ema_config, tmp_path):
+  # The layout before the family interface: G's and D's state under 'batch_stats', no
+  # 'extra', and a config that names the family 'model.name'.
+  state = make_state(ema_config, seed=3)
+  legacy = checkpointing._to_legacy(checkpointing.state_to_tree(state, 5))  # pylint: disable=protected-access
+  assert "batch_stats" in legacy["g"] and "extra" not in legacy
+  old_config = ema_config.to_dict()
+  old_config["model"]["name"] = old_config["model"].pop("family")
+  manager = checkpointing.create_manager(tmp_path / "checkpoints", max_to_keep=2)
+  manager.save(5, args=ocp.args.Composite(state=ocp.args.PyTreeSave(legacy),
+                                          config=ocp.args.JsonSave(old_config)))
+  manager.wait_until_finished()
+  restored, data_step, _ = checkpointing.restore(manager, make_state(ema_config, seed=4))
+  manager.close()
+  assert data_step == 5
+  expected, got = flat(state), flat(restored)
+  assert expected.keys() == got.keys()
+  for key in expected:
+    assert np.array_equal(expected[key], got[key]), key
+  arrays, config, _ = checkpointing.restore_generator(tmp_path / "checkpoints")
+  assert set(arrays) == {"params", "collections", "g_ema"}
+  assert config["model"]["name"] == "dcgan"
+  for a, b in zip(jax.tree.leaves(arrays["collections"]), jax.tree.leaves(state.g.collections),
+                  strict=True):
+    assert np.array_equal(a, b)
+  from jaxgan import sampling  # pylint: disable=g-import-not-at-top
+  gen = sampling.load_generator(tmp_path)
+  assert gen.config.model.family == "dcgan" and gen.config.model.num_classes == 0
+  assert sampling.sample(gen, [0, 1]).shape == (2, 16, 16, 3)

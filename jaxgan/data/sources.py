@@ -63,6 +63,53 @@ def list_images(path: str) -> list[str]:
   return sorted(files)
 
 
+def folder_classes(path: str, files: list[str]) -> tuple[np.ndarray, list[str]]:
+  """Class labels from the first level of subfolders: (int32 [len(files)], class names).
+
+  Classes are numbered in sorted name order; a file directly in the root has no class.
+  """
+  root = os.path.abspath(os.path.expanduser(path))
+  first = [os.path.relpath(f, root).split(os.sep)[0] for f in files]
+  loose = [f for f, part in zip(files, first) if part == os.path.basename(f)]
+  if loose:
+    raise ValueError(f"config.data.labels='subfolders': {len(loose)} image files lie directly "
+                     f"in {root} (e.g. {os.path.basename(loose[0])}), not in a class subfolder; "
+                     f"move them into one folder per class")
+  names = sorted(set(first))
+  index = {name: i for i, name in enumerate(names)}
+  return np.array([index[part] for part in first], np.int32), names
+
+
+def _labels(spec: DataSpec, paths: list[str] | None) -> np.ndarray | None:
+  """The folder's class labels when `spec.labels == 'subfolders'`, checked against
+  `spec.num_classes`; None otherwise."""
+  if spec.kind != "folder" or spec.labels != "subfolders":
+    return None
+  labels, names = folder_classes(spec.arg, paths)
+  counts = np.bincount(labels, minlength=len(names))
+  logging.info("%s: %d classes: %s", spec.source, len(names),
+               ", ".join(f"{i} {n!r} ({c} files)" for i, (n, c) in enumerate(zip(names, counts))))
+  if spec.num_classes and len(names) > spec.num_classes:
+    raise ValueError(f"config.model.num_classes={spec.num_classes} is invalid: {spec.source} "
+                     f"has {len(names)} class subfolders ({', '.join(names)}); set "
+                     f"model.num_classes={len(names)}")
+  return labels
+
+
+def check_labels(batches: Iterator[Batch], spec: DataSpec) -> Iterator[Batch]:
+  """Passes batches through, raising ValueError on a label outside [0, num_classes)."""
+  for batch in batches:
+    labels = batch.get("label")
+    if spec.num_classes and labels is not None and len(labels):
+      lo, hi = int(np.min(labels)), int(np.max(labels))
+      if lo < 0 or hi >= spec.num_classes:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{spec.source} has label {bad}, outside the range 0.."
+                         f"{spec.num_classes - 1} of config.model.num_classes="
+                         f"{spec.num_classes}; set num_classes to the dataset's class count")
+    yield batch
+
+
 def _processor(spec: DataSpec):
   return functools.partial(tf_ops.preprocess, target=spec.image_size, policy=spec.resize,
                            channels=spec.channels, background=spec.background)
@@ -114,6 +161,7 @@ def _cache_name(spec: DataSpec, paths: list[str] | None) -> str:
     files = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
   key = store_lib.fingerprint(
       source=spec.source if spec.kind == "builtin" else "folder", files=files,
+      labels=spec.labels if spec.kind == "folder" else "none",
       builtin_size=spec.builtin_size if spec.kind == "builtin" else None,
       size=spec.image_size, policy=spec.resize, channels=spec.channels,
       background=spec.background, version=_PREPROCESS_VERSION)
@@ -133,7 +181,9 @@ def build_store(spec: DataSpec) -> store_lib.ImageStore:
       return cached
   images, kept = _decode_all(spec, paths, keep=True)
   skipped = [] if paths is None else sorted(set(paths) - {paths[i] for i in kept})
-  result = store_lib.from_images(images, skipped=skipped)
+  labels = _labels(spec, paths)
+  result = store_lib.from_images(images, labels=None if labels is None else labels[kept],
+                                 skipped=skipped)
   if on_disk:
     store_lib.save(result, spec.cache, name)
     result = store_lib.load(spec.cache, name)
@@ -161,9 +211,11 @@ def _decoded_batches(spec: DataSpec, start_step: int, process_index: int,
                      process_count: int) -> Iterator[Batch]:
   """Like `stored_batches`, but decoding the examples of every batch again (cache='none')."""
   paths = list_images(spec.arg) if spec.kind == "folder" else None
+  labels = None
   if paths is not None:  # Find the decodable files first: the order is over those.
     _, kept = _decode_all(spec, paths, keep=False)
     paths = [paths[i] for i in kept]
+    labels = _labels(spec, paths)
   num = len(paths) if paths is not None else spec.builtin_size
   positions = functools.partial(order.local_positions, batch_size=spec.batch_size,
                                 process_index=process_index, process_count=process_count)
@@ -178,7 +230,11 @@ def _decoded_batches(spec: DataSpec, start_step: int, process_index: int,
   def batches():
     for step in itertools.count(start_step):
       pos = positions(step)
-      yield {"image": _finish(spec, [next(examples)[1] for _ in pos], pos)}
+      pairs = [next(examples) for _ in pos]
+      batch = {"image": _finish(spec, [image for _, image in pairs], pos)}
+      if labels is not None:
+        batch["label"] = labels[np.array([int(i) for i, _ in pairs], np.int64)]
+      yield batch
   return batches()
 
 
@@ -189,6 +245,9 @@ def _tfds_batches(spec: DataSpec, start_step: int, process_index: int,
   ds, has_labels = tfds_source.local_examples(
       spec.arg, data_dir=spec.tfds_data_dir, image_key=spec.tfds_image_key,
       process_index=process_index, process_count=process_count)
+  if spec.num_classes and not has_labels:
+    raise ValueError(f"config.model.num_classes={spec.num_classes} is invalid: {spec.source} "
+                     f"has no integer 'label' feature; use num_classes=0 for unlabelled data")
   process = _processor(spec)
   fn = tf.autograph.experimental.do_not_convert(lambda ex: {**ex, "image": process(ex["image"])})
   ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -247,9 +306,12 @@ def host_batches(spec: DataSpec, start_step: int, process_index: int,
   """
   hide_gpus_from_tf()
   if spec.kind == "tfds":
-    return _tfds_batches(spec, start_step, process_index, process_count)
-  if spec.kind == "builtin":
-    builtin.get_renderer(spec.arg)  # Fails early for an unknown name.
-  if spec.cache == "none":
-    return _decoded_batches(spec, start_step, process_index, process_count)
-  return stored_batches(spec, build_store(spec), start_step, process_index, process_count)
+    batches = _tfds_batches(spec, start_step, process_index, process_count)
+  else:
+    if spec.kind == "builtin":
+      builtin.get_renderer(spec.arg)  # Fails early for an unknown name.
+    if spec.cache == "none":
+      batches = _decoded_batches(spec, start_step, process_index, process_count)
+    else:
+      batches = stored_batches(spec, build_store(spec), start_step, process_index, process_count)
+  return check_labels(batches, spec)

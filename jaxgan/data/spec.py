@@ -17,6 +17,8 @@ class DataSpec:
     kind: 'builtin', 'folder' or 'tfds'.
     arg: what follows 'KIND:' in config.data.source (a name, a path, 'NAME[:SPLIT]').
     batch_size: global images per batch, `config_lib.images_per_step(config)`.
+    labels: 'none' or 'subfolders' (config.data.labels).
+    num_classes: config.model.num_classes; labels must lie in [0, num_classes).
   """
   kind: str
   arg: str
@@ -33,6 +35,8 @@ class DataSpec:
   prefetch: int
   seed: int
   batch_size: int
+  labels: str = "none"
+  num_classes: int = 0
 
   @property
   def source(self) -> str:
@@ -70,6 +74,9 @@ def from_config(config) -> DataSpec:
   background = tuple(int(c) for c in d.background)
   if len(background) != 3 or not all(0 <= c <= 255 for c in background):
     raise ValueError(f"config.data.background={tuple(d.background)!r}: expected RGB in 0..255")
+  if d.get("labels", "none") not in config_lib.LABELS:
+    raise ValueError(f"config.data.labels={d.labels!r} is invalid: expected one of "
+                     f"{config_lib.LABELS}")
   if kind == "builtin" and d.builtin_size < 1:
     raise ValueError(f"config.data.builtin_size={d.builtin_size!r}: expected >= 1")
   return DataSpec(kind=kind, arg=arg, image_size=size, channels=int(d.channels),
@@ -77,4 +84,6 @@ def from_config(config) -> DataSpec:
                   shuffle_buffer=int(d.shuffle_buffer), cache=str(d.cache),
                   tfds_data_dir=str(d.tfds_data_dir), tfds_image_key=str(d.tfds_image_key),
                   builtin_size=int(d.builtin_size), prefetch=int(d.prefetch),
-                  seed=int(config.seed), batch_size=int(config_lib.images_per_step(config)))
+                  seed=int(config.seed), batch_size=int(config_lib.images_per_step(config)),
+                  labels=str(d.get("labels", "none")),
+                  num_classes=int(config.model.get("num_classes", 0)))
