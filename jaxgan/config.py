@@ -61,7 +61,7 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   m.upsample_impl = "auto"  # how transposed convolutions are computed, see jaxgan/kernels
   m.update(families.get(family).model_config())
 
-  # ---- training (jaxgan/steps.py, jaxgan/train.py) ----
+  # ---- training (jaxgan/training/step.py, jaxgan/training/loop.py) ----
   c.train = t = ml_collections.ConfigDict()
   t.batch_size = 32  # global batch of one D or G update
   t.num_steps = 20_000  # one step = d_steps D updates + g_steps G updates
@@ -83,7 +83,7 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   o.b2 = 0.999
   o.eps = 1e-7  # Keras' Adam epsilon (the hobby project is Keras)
 
-  # ---- the loop (jaxgan/train.py) ----
+  # ---- the loop (jaxgan/training/loop.py, jaxgan/training/actions.py) ----
   c.log_every = 50
   c.log_every_secs = 60.0  # also log when this long has passed since the last log; 0: off
   c.sample_every = 500

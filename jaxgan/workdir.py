@@ -68,7 +68,7 @@ def save_config(config: ml_collections.ConfigDict, workdir: Workdir) -> None:
   as_dict = config.to_dict()
   _write_atomic(workdir.config_json, json.dumps(as_dict, indent=2, sort_keys=True) + "\n")
   _write_atomic(workdir.config_py, (
-      '"""The resolved config of this run (written by jaxgan.train; edits are not read back).\n\n'
+      '"""The resolved config of this run (written by jaxgan.training.loop; edits are not read back).\n\n'
       "Rerun with:\n"
       f"  python -m jaxgan.main --config {workdir.config_py} --workdir {workdir.root}\n"
       '"""\n\n'

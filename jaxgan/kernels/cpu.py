@@ -3,7 +3,7 @@
 `conv_transpose_col2im`: the transposed convolution of `jaxgan.nn.layers.conv_transpose_lax`
 as one matmul over all kernel taps plus a col2im, with a hand-written backward pass of two
 more matmuls. On XLA CPU the kernel gradient of a stride-2 transposed convolution takes a
-slow path (20 s for one 32x32x256 -> 64x64x128 layer at batch 4, see docs/pitfalls.md), and
+slow path (20 s for one 32x32x256 -> 64x64x128 layer at batch 4; docs/pitfalls.md), and
 XLA CPU's convolutions run at about a third of its matmul speed (53 vs 141 GFLOP/s here).
 It multiplies no zero taps (a sub-pixel formulation, tried first, pads every phase's
 sub-kernel to 3x3 for a 5x5 kernel at stride 2: 44% more FLOPs, and measured slower).
