@@ -23,6 +23,7 @@ def test_four_devices_match_one_device():
   # (parameters are O(0.1)).
   assert result["no_batchnorm"]["params"] < 1e-6
   assert result["sync_batchnorm"]["params"] < 1e-6
+  assert result["conditional"]["params"] < 1e-6
   # Per-device BatchNorm normalises each device's 2 images by their own statistics: it runs,
   # and the parameters part from the single-device run by far more than rounding.
   assert result["per_device_batchnorm"]["finite"]

@@ -24,6 +24,9 @@ VARIANTS = {
     "no_batchnorm": {"model.generator.norm": "layer", "model.discriminator.norm": "none"},
     "sync_batchnorm": {"train.sync_batchnorm": True, **NO_BIAS},
     "per_device_batchnorm": NO_BIAS,
+    # Class-conditional: fake labels are drawn for the global batch like the noise.
+    "conditional": {"model.num_classes": 3, "model.generator.norm": "layer",
+                    "model.discriminator.norm": "none"},
 }
 
 
@@ -32,7 +35,10 @@ def train(config, devices, num_steps, images):
   gan = families.build(config)
   state = jax.device_put(state_lib.create_state(config, gan),
                          sharding.replicated(mesh))
-  batch = {"image": jax.device_put(images, sharding.batch_sharding(mesh))}
+  batch = {"image": images}
+  if gan.conditional:
+    batch["label"] = jnp.arange(len(images), dtype=jnp.int32) % gan.num_classes
+  batch = jax.device_put(batch, sharding.batch_sharding(mesh))
   step = steps.make_train_step(config, mesh)
   for _ in range(num_steps):
     state, metrics = step(state, batch)

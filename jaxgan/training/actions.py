@@ -73,7 +73,7 @@ class Context:
   state: Any = None
   step: int = 0
   data_step: int = 0  # the input pipeline's position
-  acc: Any = None  # metrics accumulated on the device since the last log (loop.accumulate)
+  acc: Any = None  # metrics summed on the device since the last log (by the loop)
   last_saved: int | None = None
 
 
