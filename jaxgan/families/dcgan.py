@@ -64,8 +64,8 @@ class Generator(nn.Module):
       z = jnp.concatenate([z, _embed(self.num_classes, z.shape[-1], labels)], axis=-1)
     z = z.astype(self.dtype)
     if self.net.project == "dense":
-      proj = layers.Dense(h0 * w0 * c0, use_bias=self.net.use_bias, kernel_init=kinit, dtype=self.dtype,
-                          impl=self.upsample_impl)
+      proj = layers.Dense(h0 * w0 * c0, use_bias=self.net.use_bias, kernel_init=kinit,
+                          dtype=self.dtype, impl=self.upsample_impl)
     else:  # A transposed conv from a 1x1 latent to (h0, w0): a dense map with per-channel bias.
       proj = _LatentProjection((h0, w0), c0, self.net.use_bias, kinit, self.dtype)
     spectral = "spectral" if self.net.norm == "spectral" else "none"
@@ -80,8 +80,8 @@ class Generator(nn.Module):
                                 kernel_init=kinit, dtype=self.dtype, impl=self.upsample_impl)
       x = block(x, up, norm=self.net.norm, act=self.net.activation, dropout=self.net.dropout)
     out = layers.ConvTranspose(self.channels, self.net.kernel_size, (self.net.strides[-1],) * 2,
-                               tuple(self.image_size), use_bias=self.net.use_bias, kernel_init=kinit,
-                               dtype=self.dtype, impl=self.upsample_impl)
+                               tuple(self.image_size), use_bias=self.net.use_bias,
+                               kernel_init=kinit, dtype=self.dtype, impl=self.upsample_impl)
     x = block(x, out, norm=spectral, act="tanh")
     return x.astype(jnp.float32)
 
