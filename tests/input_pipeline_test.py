@@ -489,3 +489,23 @@ def test_kandinsky_large_non_square_jpegs():
   with input_pipeline.create_iterator(c) as it:
     batches = take(it, 3)
   assert all(b["image"].shape == (8, 32, 24, 3) for b in batches)
+
+
+def test_tfds_labels_are_checked_against_num_classes(tiny_tfds):
+  c = tiny_tfds()
+  c.model.num_classes = 3
+  batches = input_pipeline.load_examples(c, 8)
+  assert set(batches["label"].tolist()) == {0, 1, 2}
+  c.model.num_classes = 2
+  with pytest.raises(ValueError, match=r"has label 2, outside the range 0..1 of "
+                     r"config.model.num_classes=2"):
+    input_pipeline.load_examples(c, 8)
+
+
+def test_tfds_without_labels_for_a_conditional_model_is_an_error():
+  c = make_config("tfds:celeb_a", size=(12, 10), resize="resize")
+  c.model.num_classes = 4
+  with tfds.testing.mock_data(num_examples=4):
+    with pytest.raises(ValueError, match=r"num_classes=4 is invalid: tfds:celeb_a has no "
+                       r"integer 'label' feature"):
+      input_pipeline.host_iterator(c)
