@@ -13,11 +13,14 @@ Sources (`config.data.source`):
                       first frame). RGBA is composited onto `config.data.background`, grayscale
                       is expanded to RGB (or kept, with `channels=1`). Files that fail to decode
                       are skipped with one warning naming them; other files are ignored.
+                      With `data.labels='subfolders'` each image's 'label' is the index of its
+                      first-level subfolder in sorted name order (`sources.folder_classes`).
   'tfds:NAME[:SPLIT]' a TFDS dataset (split 'train' by default; `tfds_data_dir`); the image
                       feature is found, or named by `tfds_image_key`; 'label' is carried.
   'builtin:NAME'      a procedurally generated dataset (`jaxgan.data.builtin`: 'shapes'),
                       `builtin_size` examples, no files or network needed.
-Then: resize by `config.data.resize` (see `jaxgan.data.tf_ops`), an optional random flip,
+Labels are checked against `config.model.num_classes` (a label outside [0, num_classes)
+raises ValueError naming it). Then: resize by `config.data.resize` (see `jaxgan.data.tf_ops`), an optional random flip,
 and an infinite stream with a fresh shuffle every epoch.
 
 Determinism and resume: with the same seed the same batches come in the same order, and

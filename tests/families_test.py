@@ -12,6 +12,7 @@ from jaxgan import config as config_lib
 from jaxgan import families
 from jaxgan import sharding
 from jaxgan import workdir as workdir_lib
+from jaxgan.training import actions as actions_lib
 from jaxgan.training import loop
 from jaxgan.training import regularizers
 from jaxgan.training import state as state_lib
@@ -202,15 +203,31 @@ def test_regularizer_entries_are_checked():
 
 # ---- evaluators from config.evals ----------------------------------------------------------
 
-def test_config_evals_add_a_scheduled_truncated_grid(tmp_path):
+class _Recorder(actions_lib.Action):
+  """A test-only action: the steps it ran on, and the step it finished at."""
+
+  def __init__(self):
+    self.schedule, self.ran, self.finished = actions_lib.Schedule(every_steps=3), [], None
+
+  def __call__(self, ctx):
+    self.ran.append((ctx.step, int(ctx.state.step)))
+
+  def finish(self, ctx):
+    self.finished = ctx.step
+
+
+def test_config_evals_and_extra_actions_run_on_their_schedules(tmp_path):
   from tests.conftest import load_config  # pylint: disable=g-import-not-at-top
   config = load_config()
-  config.train.num_steps, config.checkpoint_every = 4, 4
+  config.train.num_steps, config.checkpoint_every = 7, 7
   config.evals.trunc = ml_collections.ConfigDict({"type": "samples", "every": 2,
                                                   "truncation": 0.5, "num": 4})
-  loop.train_and_evaluate(config, str(tmp_path))
+  recorder = _Recorder()
+  loop.train_and_evaluate(config, str(tmp_path), actions=[lambda ctx: recorder])
   written = sorted(p.name for p in (tmp_path / "samples" / "trunc").iterdir())
-  assert written == ["step_0000000.png", "step_0000002.png", "step_0000004.png"]
+  assert written == ["step_0000000.png", "step_0000002.png", "step_0000004.png",
+                     "step_0000006.png", "step_0000007.png"]  # and the last step
+  assert recorder.ran == [(3, 3), (6, 6)] and recorder.finished == 7
 
 
 @pytest.mark.parametrize("evals,match", [

@@ -166,9 +166,6 @@ class _Rate:
     self._step, self._time = step, now
     return rate
 
-  def seconds_since(self) -> float:
-    return time.perf_counter() - self._time
-
 
 # ---- images ------------------------------------------------------------------------------
 

@@ -109,15 +109,16 @@ def d_update(d: TrainState, g: TrainState, real: Array, real_labels: Array | Non
   fake, g_collections = calls.g(g.variables(), z, fake_labels, k_z)
   fake = jax.lax.stop_gradient(fake)
 
+  uniform = lambda k, shape: _local_rows(jax.random.uniform, k, shape, axis_name)  # noqa: E731
+
   def loss_fn(params):
     real_logits, colls = calls.d(d.variables(params), real, real_labels, k_real)
     fake_logits, colls = calls.d({"params": params, **colls}, fake, fake_labels, k_fake)
     l_real, l_fake = loss.d(real_logits, fake_logits, label_smoothing)
     total, aux = l_real + l_fake, {}
+    # Per-sample penalties; the collections' updates of their extra passes are discarded.
+    critic = lambda x: calls.d({"params": params, **colls}, x, real_labels, k_pdrop)[0]  # noqa: E731
     for reg in regularizers:
-      # Per-sample penalty; the collections' updates of this extra pass are discarded.
-      critic = lambda x: calls.d({"params": params, **colls}, x, real_labels, k_pdrop)[0]  # noqa: E731
-      uniform = lambda k, shape: _local_rows(jax.random.uniform, k, shape, axis_name)  # noqa: E731
       weighted, value = _regularize(
           reg, step, lambda: reg.fn(critic, real, fake, k_pen, uniform=uniform))  # noqa: B023
       total, aux = total + weighted, {**aux, reg.name: value}
@@ -142,8 +143,8 @@ def g_update(g: TrainState, d: TrainState, key: Array, step: Array, *, gan: fami
     fake, g_colls = calls.g(g.variables(params), z, labels, k_z)
     logits, d_colls = calls.d(d.variables(), fake, labels, k_drop)
     total, aux = loss.g(logits), {}
+    generate = lambda zz, ll: calls.g(g.variables(params), zz, ll, k_z)[0]  # noqa: E731
     for i, reg in enumerate(regularizers):
-      generate = lambda zz, ll: calls.g(g.variables(params), zz, ll, k_z)[0]  # noqa: E731
       weighted, value = _regularize(
           reg, step, lambda: reg.fn(generate, z, labels, jax.random.fold_in(k_drop, i + 1)))  # noqa: B023
       total, aux = total + weighted, {**aux, reg.name: value}
