@@ -13,6 +13,13 @@ step's fraction of it (MFU: XLA's FLOPs over that peak), the projected time of t
 config's full run (train.num_steps x the median step), with --with_pipeline the fraction
 of the time spent waiting for input from the real pipeline, then one line starting with
 `JSON`. Without --with_pipeline it runs on a synthetic batch and needs no TensorFlow.
+
+A growing family (ProGAN) runs one program per stage (resolution): --stages times every
+stage at its own batch size, one row each (compile time, seconds per step, the stage's
+steps and their projected time), then the number of compiled programs and the projected
+time of the whole run (the sum over the stages of steps x median step):
+
+  python -m jaxgan.benchmark --config configs/progan256.py --stages
 """
 
 from __future__ import annotations
@@ -52,6 +59,9 @@ _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the results to this 
 _PEAK_SIZE = flags.DEFINE_integer(
     "peak_size", 0, "n of the n x n x n matmul that measures the device's peak (0: 8192 on "
     "accelerators, 2048 on CPU; negative: skip it).")
+_STAGES = flags.DEFINE_bool(
+    "stages", False, "Time every stage of a growing family (one compiled program each) and "
+    "project the whole run from them.")
 _PIPELINE = flags.DEFINE_bool(
     "with_pipeline", False, "Feed the step from the real input pipeline (config.data) and "
     "report the fraction of time spent waiting for input (needs TensorFlow).")
@@ -89,8 +99,8 @@ def matmul_peak_tflops(dtype: str, n: int = 0, repeats: int = 10,
 
 def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
                    warmup: int = 2, with_pipeline: bool = False,
-                   peak_size: int = 0) -> dict[str, Any]:
-  """Compiles and times the training step of `config`.
+                   peak_size: int = 0, stage: int = 0) -> dict[str, Any]:
+  """Compiles and times the training step of `config` (of its stage `stage`).
 
   Args:
     config: the config whose step is timed.
@@ -100,6 +110,8 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
       of one synthetic batch, and measure the time spent waiting for them.
     peak_size: n of `matmul_peak_tflops` (0: by backend; negative: not measured, and
       the peak and MFU are None).
+    stage: the index of the stage in `families.stages(config)` (0 for a family that does
+      not grow); its batch size and image shape are timed.
 
   Returns:
     A dict of the figures (see the module docstring).
@@ -107,11 +119,20 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
   if num_steps < 1 or warmup < 0:
     raise ValueError(f"num_steps={num_steps} must be >= 1 and warmup={warmup} >= 0")
   config_lib.validate(config)
+  stages = families.stages(config)
+  if not 0 <= stage < len(stages):
+    raise ValueError(f"stage={stage}: config has stages 0..{len(stages) - 1}")
+  this = stages[stage]
+  end = stages[stage + 1].start if stage + 1 < len(stages) else config.train.num_steps
   mesh = sharding.make_mesh()
-  sharding.check_batch_divides(config.train.batch_size, mesh)
-  gan = families.build(config)
-  state = jax.device_put(state_lib.create_state(config, gan), sharding.replicated(mesh))
-  n = config_lib.images_per_step(config)
+  sharding.check_batch_divides(this.batch_size, mesh)
+  full = families.build(config)
+  gan = full.at(this)
+  state = jax.device_put(state_lib.create_state(config, full), sharding.replicated(mesh))
+  if full.extra_update is not None:  # The family's extra state of the stage's first step.
+    family = full.extra_update(state.extra["family"], jnp.int32(this.start - 1))
+    state = state.replace(extra={**state.extra, "family": family})
+  n = this.batch_size * config.train.d_steps
   images = jax.random.uniform(jax.random.key(1), (n, *gan.image_shape), jnp.float32, -1.0, 1.0)
   batch = {"image": images}
   if gan.conditional:
@@ -128,7 +149,8 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
   data = None
   if with_pipeline:
     from jaxgan import input_pipeline  # pylint: disable=g-import-not-at-top (TensorFlow)
-    data = input_pipeline.create_iterator(config, sharding=sharding.batch_sharding(mesh))
+    data = input_pipeline.create_iterator(config, sharding=sharding.batch_sharding(mesh),
+                                          start_step=this.start)
   pipeline_batch = lambda: {k: v for k, v in next(data).items() if k in batch}  # noqa: E731
   next_batch = (lambda: batch) if data is None else pipeline_batch  # noqa: E731
 
@@ -153,18 +175,34 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
   dev = jax.devices()[0]
   return dict(
       backend=jax.default_backend(), device_kind=dev.device_kind, num_devices=jax.device_count(),
-      image_size=list(config.data.image_size), batch=config.train.batch_size,
+      image_size=list(gan.image_shape[:2]), batch=this.batch_size,
+      stage=stage, stage_name=this.name, stage_steps=max(end - this.start, 0),
       dtype=config.model.dtype, d_steps=config.train.d_steps, g_steps=config.train.g_steps,
       upsample_impl=config.model.upsample_impl, compile_s=compile_s, median_s=med,
-      min_s=min(times), max_s=max(times), images_per_s=config.train.batch_size / med,
+      min_s=min(times), max_s=max(times), images_per_s=n / med,
       flops_per_step=flops, tflops_per_s=flops / med / 1e12, matmul_peak_tflops=mm_peak,
       mfu=None if mm_peak is None else flops / med / 1e12 / mm_peak,
       num_steps=config.train.num_steps, projected_run_s=config.train.num_steps * med,
+      projected_stage_s=max(end - this.start, 0) * med,
       peak_memory_mib=peak,
       peak_memory_kind=peak_kind, host_page_faults_per_step=faults,
       host_malloc=_HOST_MALLOC or "as the calling process set it",
       input_wait_fraction=sum(waits) / sum(times) if with_pipeline else None,
       losses=[float(metrics["loss/d"]), float(metrics["loss/g"])])
+
+
+def benchmark_stages(config: ml_collections.ConfigDict, **kwargs) -> list[dict[str, Any]]:
+  """`benchmark_step` of every stage of `config` (keyword arguments as there)."""
+  return [benchmark_step(config, stage=i, **kwargs) for i in range(len(families.stages(config)))]
+
+
+def format_stages(rows: list[dict[str, Any]]) -> str:
+  """The summary of a --stages run: programs, compile time and the projected run."""
+  total = sum(r["projected_stage_s"] for r in rows)
+  compile_s = sum(r["compile_s"] for r in rows)
+  return (f"{len(rows)} compiled training programs (one per stage), {compile_s:.1f} s of "
+          f"compilation; {sum(r['stage_steps'] for r in rows)} steps projected at "
+          f"{_duration(total)} ({total / 3600:.1f} h) on {rows[0]['device_kind']}")
 
 
 def _duration(seconds: float) -> str:
@@ -174,7 +212,10 @@ def _duration(seconds: float) -> str:
 
 
 def format_row(r: dict[str, Any]) -> str:
-  return (f"{r['backend']:>4} {r['device_kind'][:18]:<18} batch {r['batch']:>4} {r['dtype']:<8} "
+  stage = (f"stage {r['stage_name']:>9} ({r['stage_steps']} steps in "
+           f"{_duration(r['projected_stage_s'])})  " if r.get("stage_name") else "")
+  return (stage +
+          f"{r['backend']:>4} {r['device_kind'][:18]:<18} batch {r['batch']:>4} {r['dtype']:<8} "
           f"compile {r['compile_s']:6.1f} s  step {r['median_s']:8.4f} s "
           f"(min {r['min_s']:.4f}, max {r['max_s']:.4f})  {r['images_per_s']:9.1f} img/s  "
           f"{r['flops_per_step'] / 1e9:8.1f} GFLOP/step  {r['tflops_per_s']:7.3f} TFLOP/s  "
@@ -192,8 +233,19 @@ def main(argv):
   config = _CONFIG.value
   if config is None:
     raise app.UsageError("--config is required, e.g. --config configs/dcgan128.py")
-  runs = [(int(b), d) for b in _BATCHES.value for d in _DTYPES.value] if _SWEEP.value else [None]
   results = []
+  if _STAGES.value:
+    results = benchmark_stages(config, num_steps=_STEPS.value, warmup=_WARMUP.value,
+                               with_pipeline=_PIPELINE.value, peak_size=_PEAK_SIZE.value)
+    for r in results:
+      print(format_row(r), flush=True)
+      print("JSON " + json.dumps(r), flush=True)
+    print(format_stages(results), flush=True)
+    if _JSON_OUT.value:
+      with open(_JSON_OUT.value, "w") as f:
+        json.dump(results, f, indent=1)
+    return
+  runs = [(int(b), d) for b in _BATCHES.value for d in _DTYPES.value] if _SWEEP.value else [None]
   for run in runs:
     cfg = ml_collections.ConfigDict(config.to_dict())
     if run is not None:

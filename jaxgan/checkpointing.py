@@ -262,8 +262,9 @@ def restore_generator(directory: str | os.PathLike, step: int | None = None
     step: the checkpoint; default the latest.
 
   Returns:
-    ({'params', 'collections' and, when the run had EMA, 'g_ema'}, the checkpoint's config
-    as a dict, step).
+    ({'params', 'collections', and 'g_ema' when the run had EMA, 'extra' when the family
+    keeps extra state (the state's extra['family'])}, the checkpoint's config as a dict,
+    step).
   """
   if not Path(directory).is_dir():
     raise FileNotFoundError(f"no checkpoints folder {directory}")
@@ -278,6 +279,8 @@ def restore_generator(directory: str | os.PathLike, step: int | None = None
     wanted = {"g": {"params": meta["g"]["params"], collections: meta["g"][collections]}}
     if "g_ema" in meta:
       wanted["g_ema"] = meta["g_ema"]
+    if isinstance(meta.get("extra"), dict) and "family" in meta["extra"]:
+      wanted["extra"] = {"family": meta["extra"]["family"]}  # e.g. ProGAN's level and alpha
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                           wanted, is_leaf=lambda x: hasattr(x, "shape"))
@@ -294,4 +297,6 @@ def restore_generator(directory: str | os.PathLike, step: int | None = None
     arrays["collections"] = {"batch_stats": stats} if stats else {}
   if "g_ema" in restored[STATE]:
     arrays["g_ema"] = restored[STATE]["g_ema"]
+  if "extra" in restored[STATE]:
+    arrays["extra"] = restored[STATE]["extra"]["family"]
   return arrays, restored[CONFIG], step

@@ -69,6 +69,7 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   t.g_steps = 2
   t.loss = "non_saturating"  # see jaxgan/losses.py
   t.label_smoothing = 0.0  # one-sided: real target 1 - label_smoothing (non_saturating, minimax)
+  t.drift = 0.0  # drift term weight: + drift * E[D(x)^2] on real logits (ProGAN: 0.001)
   t.penalty = "none"  # 'none', 'wgan_gp', 'r1', 'dragan'; see jaxgan/regularizers.py
   t.penalty_weight = 10.0
   t.penalty_every = 1  # lazy regularization: every N steps, with the weight times N (StyleGAN2)
@@ -183,6 +184,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     fail("train.label_smoothing", config.train.label_smoothing, "expected a value in [0, 1)")
   if not 0.0 <= config.train.ema_decay < 1.0:
     fail("train.ema_decay", config.train.ema_decay, "expected a decay in [0, 1); 0 disables EMA")
+  if not (isinstance(config.train.drift, (int, float)) and config.train.drift >= 0):
+    fail("train.drift", config.train.drift, "expected a weight >= 0 (0: no drift term)")
   if config.train.penalty != "none" and config.train.penalty_weight <= 0:
     fail("train.penalty_weight", config.train.penalty_weight, "expected a positive weight")
   from jaxgan.training import actions  # pylint: disable=g-import-not-at-top

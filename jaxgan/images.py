@@ -29,6 +29,19 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
   return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+def upscale(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Nearest-neighbour upscaling of [N, h, w, C] to `size` (integer multiples of h and w);
+  the images unchanged when they already have that size."""
+  n, h, w, c = images.shape
+  if (h, w) == tuple(size):
+    return images
+  fy, fx = size[0] // h, size[1] // w
+  if fy * h != size[0] or fx * w != size[1]:
+    raise ValueError(f"cannot upscale {h}x{w} images to {size[0]}x{size[1]}: expected "
+                     f"integer factors")
+  return np.repeat(np.repeat(images, fy, axis=1), fx, axis=2)
+
+
 def grid_shape(num: int, nrow: int | None = None) -> tuple[int, int]:
   """(rows, columns) of a grid of `num` images with `nrow` images per row (default: square)."""
   cols = nrow or math.ceil(math.sqrt(num))

@@ -5,7 +5,9 @@
     ckpt['data_step'] = it.step
     it.close()
 
-B is `jaxgan.config.images_per_step(config)` (global). Images are always float32 in [-1, 1]
+B is `jaxgan.config.images_per_step(config)` (global). A growing model (ProGAN) has stages
+(`jaxgan.families.Stage`) with their own batch size and resolution: batch k then has the
+size of the stage of step k, and its images are box-downsampled to that stage's size. Images are always float32 in [-1, 1]
 (x / 127.5 - 1), also when `config.model.dtype` is 'bfloat16': the model casts.
 
 Sources (`config.data.source`):
@@ -79,9 +81,11 @@ def host_iterator(config, *, start_step: int = 0, process_index: int | None = No
   """
   spec = spec_lib.from_config(config)
   index, count = _processes(process_index, process_count)
-  if spec.batch_size % count:
-    raise ValueError(f"the global batch of {spec.batch_size} images (train.batch_size * "
-                     f"train.d_steps) does not divide by the {count} processes")
+  for _, size, _ in spec.stages:
+    if size % count:
+      raise ValueError(f"the global batch of {size} images (train.batch_size * "
+                       f"train.d_steps, or a stage's batch) does not divide by the {count} "
+                       f"processes")
   if start_step < 0:
     raise ValueError(f"start_step={start_step} must be >= 0")
   from jaxgan.data import sources  # pylint: disable=g-import-not-at-top  (TensorFlow)

@@ -12,7 +12,9 @@ an interpolation uses the first of --labels (default class 0).
 
 Loads the latest checkpoint (or --step), with the EMA generator when the run kept one
 (--noema for the trained parameters). Seed s always gives the same image for a given
-checkpoint; the training grids show seeds 0..num_samples-1.
+checkpoint; the training grids show seeds 0..num_samples-1. A growing model (ProGAN)
+samples at the resolution its checkpoint had reached, the grid upscaled to the final size
+(--separate_dir keeps the native size).
 """
 
 from __future__ import annotations
@@ -93,11 +95,17 @@ def write_samples(workdir: str, out: str, *, seeds: Sequence[int] | None = None,
     seeds = list(seeds) if seeds else list(range(num or 64))
     pictures = sampling.sample(gen, seeds, truncation)
     what = f"{len(seeds)} samples"
-  images.save_grid(pictures, out, nrow)
+  size = tuple(gen.config.data.image_size)
+  native = tuple(pictures.shape[1:3])
+  # A growing model's grid: its current resolution, upscaled to the final size.
+  images.save_grid(images.upscale(pictures, size), out, nrow)
   if separate_dir:
     sampling.save_images(pictures, separate_dir)
+  where = gen.gan.describe(gen.extra) if gen.extra is not None else ""
+  if native != size:
+    where = f"{where or f'{native[0]}x{native[1]}'}; the grid upscaled to {size[0]}x{size[1]}"
   return (f"Wrote {what} to {out} (checkpoint {gen.step}, {'EMA' if gen.ema else 'trained'} "
-          f"parameters, truncation {truncation}).")
+          f"parameters, truncation {truncation}{'; ' + where if where else ''}).")
 
 
 def main(argv):

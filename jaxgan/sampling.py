@@ -44,12 +44,16 @@ class LoadedGenerator(NamedTuple):
     config: the config the checkpoint was written with.
     step: the checkpoint's training step.
     ema: whether `variables['params']` are the EMA parameters.
+    extra: the family's extra state at that step (ProGAN: its resolution level and fade
+      alpha), or None; `gan` is the networks of the checkpoint's stage (a growing model
+      samples at the resolution it had reached).
   """
   gan: families.GAN
   variables: dict[str, Any]
   config: ml_collections.ConfigDict
   step: int
   ema: bool
+  extra: Any = None
 
 
 def load_generator(workdir: str | os.PathLike, step: int | None = None,
@@ -68,10 +72,12 @@ def load_generator(workdir: str | os.PathLike, step: int | None = None,
   arrays, config_dict, step = checkpointing.restore_generator(wd.checkpoints, step)
   config = workdir_lib.upgrade_config(ml_collections.ConfigDict(config_dict))
   gan = families.build(config)  # Module definitions only; nothing of D is initialised.
+  stages = families.stages(config)
+  gan = gan.at(stages[families.stage_index(stages, step)])
   use_ema = ema and "g_ema" in arrays
   params = arrays["g_ema"] if use_ema else arrays["params"]
   return LoadedGenerator(gan, {"params": params, **arrays["collections"]}, config, step,
-                         use_ema)
+                         use_ema, arrays.get("extra"))
 
 
 def latents(seeds: Sequence[int], latent_dim: int, truncation: float | None = None) -> jax.Array:
@@ -118,10 +124,11 @@ def interpolate(z0: jax.Array, z1: jax.Array, num: int) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def forward(gan: families.GAN, variables, z: jax.Array,
-            labels: jax.Array | None = None) -> jax.Array:
-  """`gan.generate(variables, z, labels, train=False)`, compiled once per GAN and shape."""
-  return gan.generate(variables, z, labels, train=False)[0]
+def forward(gan: families.GAN, variables, z: jax.Array, labels: jax.Array | None = None,
+            extra=None) -> jax.Array:
+  """`gan.generate(variables, z, labels, train=False, extra=extra)`, compiled once per GAN
+  and shape (`extra`: the family's part of the state's extra, e.g. ProGAN's fade alpha)."""
+  return gan.generate(variables, z, labels, train=False, extra=extra)[0]
 
 
 def check_labels(gan: families.GAN, labels: Sequence[int] | None, num: int) -> np.ndarray | None:
@@ -147,7 +154,7 @@ def check_labels(gan: families.GAN, labels: Sequence[int] | None, num: int) -> n
 def generate(gen: LoadedGenerator, z: jax.Array, labels: Sequence[int] | None = None,
              batch_size: int = 64) -> np.ndarray:
   """Images of latents `z` [N, D] (and classes `labels` [N] when conditional) in eval mode:
-  numpy [N, H, W, C] float32 in [-1, 1].
+  numpy [N, H, W, C] float32 in [-1, 1] (a growing model's: at its current resolution).
 
   Runs in batches of `batch_size` (the last one padded), so one compilation serves any N.
   """
@@ -160,7 +167,7 @@ def generate(gen: LoadedGenerator, z: jax.Array, labels: Sequence[int] | None = 
   if labels is not None:
     labels = np.concatenate([labels, np.zeros((pad,), np.int32)])
   out = [np.asarray(forward(gen.gan, gen.variables, padded[i:i + batch_size],
-                            None if labels is None else labels[i:i + batch_size]))
+                            None if labels is None else labels[i:i + batch_size], gen.extra))
          for i in range(0, len(padded), batch_size)]
   return np.concatenate(out)[:n]
 

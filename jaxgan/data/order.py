@@ -2,7 +2,8 @@
 
 The data stream is an infinite sequence of global positions 0, 1, 2, ...; global batch k
 holds positions [k*B, (k+1)*B), and process p of P takes the contiguous slice
-[k*B + p*B/P, k*B + (p+1)*B/P). Every random choice is a pure function of the seed and a
+[k*B + p*B/P, k*B + (p+1)*B/P). When the batch size changes during the run (a growing
+model's stages, `DataSpec.stages`), batch k starts where batch k-1 ended (`span`). Every random choice is a pure function of the seed and a
 position, so batch k can be produced without producing batches 0..k-1 (O(1) resume), and
 the global batch is the same for any number of processes.
 
@@ -21,21 +22,56 @@ _FLIP, _CROP_Y, _CROP_X = 1, 2, 3
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-def local_positions(step: int, batch_size: int, process_index: int,
-                    process_count: int) -> np.ndarray:
+def span(step: int, stages) -> tuple[int, int, int]:
+  """Where global batch `step` lies in the stream of a run with `stages`.
+
+  Args:
+    step: the global batch number, >= 0.
+    stages: ((first step, global batch size, ...), ...) in step order, the first at step 0.
+
+  Returns:
+    (the position of the batch's first example, its size, the index of its stage).
+  """
+  offset = 0
+  for i, (start, size, *_) in enumerate(stages):
+    end = stages[i + 1][0] if i + 1 < len(stages) else None
+    if end is None or step < end:
+      return offset + (step - start) * size, size, i
+    offset += (end - start) * size
+  raise ValueError(f"no stages: {stages!r}")
+
+
+def local_positions(step: int, stages, process_index: int, process_count: int) -> np.ndarray:
   """Global positions of this process's slice of global batch `step`.
 
   Args:
     step: the global batch number, >= 0.
-    batch_size: the global batch size B (divisible by process_count).
+    stages: the global batch size B (divisible by process_count), or a run's stages as
+      `span` takes them.
     process_index: this process, in [0, process_count).
     process_count: number of processes P.
 
   Returns:
     int64 array [B / P].
   """
-  local = batch_size // process_count
-  return step * batch_size + process_index * local + np.arange(local, dtype=np.int64)
+  if isinstance(stages, (int, np.integer)):
+    stages = ((0, int(stages)),)
+  first, size, _ = span(step, stages)
+  local = size // process_count
+  return first + process_index * local + np.arange(local, dtype=np.int64)
+
+
+def downsample(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Box-filters float images [n, H, W, C] to `size` (H and W multiples of it): the mean
+  of each (H/h) x (W/w) block, which ProGAN's repeated 2x2 averaging gives."""
+  n, h, w, c = images.shape
+  if (h, w) == tuple(size):
+    return images
+  fy, fx = h // size[0], w // size[1]
+  if fy * size[0] != h or fx * size[1] != w:
+    raise ValueError(f"cannot box-downsample {h}x{w} images to {size[0]}x{size[1]}: "
+                     f"expected integer factors")
+  return images.reshape(n, size[0], fy, size[1], fx, c).mean(axis=(2, 4), dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=4)

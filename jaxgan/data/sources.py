@@ -190,18 +190,20 @@ def build_store(spec: DataSpec) -> store_lib.ImageStore:
   return result
 
 
-def _finish(spec: DataSpec, images, positions: np.ndarray) -> np.ndarray:
-  return order.finish(images, positions, seed=spec.seed, target=spec.image_size,
-                      random_crop=spec.resize == "random_crop", flip=spec.flip)
+def _finish(spec: DataSpec, images, positions: np.ndarray, step: int) -> np.ndarray:
+  """Crop, flip and normalise, then box-downsample to the size of step's stage."""
+  out = order.finish(images, positions, seed=spec.seed, target=spec.image_size,
+                     random_crop=spec.resize == "random_crop", flip=spec.flip)
+  return order.downsample(out, spec.stage_size(order.span(step, spec.stages)[2]))
 
 
 def stored_batches(spec: DataSpec, store: store_lib.ImageStore, start_step: int,
                    process_index: int, process_count: int) -> Iterator[Batch]:
   """Local batches gathered from a decoded store, from global batch `start_step` on."""
   for step in itertools.count(start_step):
-    pos = order.local_positions(step, spec.batch_size, process_index, process_count)
+    pos = order.local_positions(step, spec.stages, process_index, process_count)
     idx = order.example_indices(pos, len(store), spec.seed)
-    batch = {"image": _finish(spec, store.take(idx), pos)}
+    batch = {"image": _finish(spec, store.take(idx), pos, step)}
     if store.labels is not None:
       batch["label"] = store.labels[idx]
     yield batch
@@ -217,7 +219,7 @@ def _decoded_batches(spec: DataSpec, start_step: int, process_index: int,
     paths = [paths[i] for i in kept]
     labels = _labels(spec, paths)
   num = len(paths) if paths is not None else spec.builtin_size
-  positions = functools.partial(order.local_positions, batch_size=spec.batch_size,
+  positions = functools.partial(order.local_positions, stages=spec.stages,
                                 process_index=process_index, process_count=process_count)
 
   def indices():
@@ -231,7 +233,7 @@ def _decoded_batches(spec: DataSpec, start_step: int, process_index: int,
     for step in itertools.count(start_step):
       pos = positions(step)
       pairs = [next(examples) for _ in pos]
-      batch = {"image": _finish(spec, [image for _, image in pairs], pos)}
+      batch = {"image": _finish(spec, [image for _, image in pairs], pos, step)}
       if labels is not None:
         batch["label"] = labels[np.array([int(i) for i, _ in pairs], np.int64)]
       yield batch
@@ -259,17 +261,19 @@ def _tfds_batches(spec: DataSpec, start_step: int, process_index: int,
                                 size=spec.image_size, policy=spec.resize, channels=spec.channels,
                                 background=spec.background, version=_PREPROCESS_VERSION)
     ds = ds.cache(os.path.join(spec.cache, f"tfds-{key}-p{process_index}of{process_count}"))
-  local = spec.batch_size // process_count
   ds = ds.shuffle(max(spec.shuffle_buffer, 1), seed=spec.seed, reshuffle_each_iteration=True)
-  ds = ds.repeat().skip(start_step * local)
-  dense = spec.resize != "random_crop"
-  if dense:  # Same-size images batch in tf.data; random-crop sizes differ, so one by one.
-    ds = ds.batch(local)
+  start = order.span(start_step, spec.stages)[0] // process_count  # local examples before it
+  ds = ds.repeat().skip(start)
+  # Same-size images of one batch size batch in tf.data; random-crop sizes differ, and
+  # growing stages change the batch size, so those go one by one.
+  dense = spec.resize != "random_crop" and len(spec.stages) <= 1
+  if dense:
+    ds = ds.batch(spec.batch_size // process_count)
   examples = ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
   def batches():
     for step in itertools.count(start_step):
-      pos = order.local_positions(step, spec.batch_size, process_index, process_count)
+      pos = order.local_positions(step, spec.stages, process_index, process_count)
       try:
         if dense:
           ex = next(examples)
@@ -280,7 +284,7 @@ def _tfds_batches(spec: DataSpec, start_step: int, process_index: int,
           labels = np.array([e["label"] for e in exs]) if has_labels else None
       except StopIteration:
         raise ValueError(f"{spec.source} has no examples for process {process_index}") from None
-      batch = {"image": _finish(spec, images, pos)}
+      batch = {"image": _finish(spec, images, pos, step)}
       if labels is not None:
         batch["label"] = labels
       yield batch

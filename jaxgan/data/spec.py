@@ -16,7 +16,11 @@ class DataSpec:
   Attributes:
     kind: 'builtin', 'folder' or 'tfds'.
     arg: what follows 'KIND:' in config.data.source (a name, a path, 'NAME[:SPLIT]').
-    batch_size: global images per batch, `config_lib.images_per_step(config)`.
+    batch_size: global images per batch, `config_lib.images_per_step(config)` (of the
+      first stage when there are several).
+    stages: ((first step, global images per batch, (height, width)), ...): the batch size
+      and image size of each span of steps (`jaxgan.families.Stage`); one span unless the
+      model grows. Images are box-downsampled from `image_size` to a stage's size.
     labels: 'none' or 'subfolders' (config.data.labels).
     num_classes: config.model.num_classes; labels must lie in [0, num_classes).
   """
@@ -37,6 +41,10 @@ class DataSpec:
   batch_size: int
   labels: str = "none"
   num_classes: int = 0
+  stages: tuple = ()
+
+  def stage_size(self, index: int) -> tuple[int, int]:
+    return tuple(self.stages[index][2]) if self.stages else self.image_size
 
   @property
   def source(self) -> str:
@@ -77,6 +85,10 @@ def from_config(config) -> DataSpec:
   if d.get("labels", "none") not in config_lib.LABELS:
     raise ValueError(f"config.data.labels={d.labels!r} is invalid: expected one of "
                      f"{config_lib.LABELS}")
+  from jaxgan import families  # pylint: disable=g-import-not-at-top
+  d_steps = int(config.train.d_steps)
+  stages = tuple((s.start, s.batch_size * d_steps, tuple(s.image_shape[:2]))
+                 for s in families.stages(config))
   if kind == "builtin" and d.builtin_size < 1:
     raise ValueError(f"config.data.builtin_size={d.builtin_size!r}: expected >= 1")
   return DataSpec(kind=kind, arg=arg, image_size=size, channels=int(d.channels),
@@ -84,6 +96,6 @@ def from_config(config) -> DataSpec:
                   shuffle_buffer=int(d.shuffle_buffer), cache=str(d.cache),
                   tfds_data_dir=str(d.tfds_data_dir), tfds_image_key=str(d.tfds_image_key),
                   builtin_size=int(d.builtin_size), prefetch=int(d.prefetch),
-                  seed=int(config.seed), batch_size=int(config_lib.images_per_step(config)),
+                  seed=int(config.seed), batch_size=stages[0][1], stages=stages,
                   labels=str(d.get("labels", "none")),
                   num_classes=int(config.model.get("num_classes", 0)))

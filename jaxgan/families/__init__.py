@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxgan.families import dcgan
-from jaxgan.families.base import GAN, Family
+from jaxgan.families import dcgan, progan
+from jaxgan.families.base import GAN, Family, Stage, stage_index
 
 FAMILIES: dict[str, Family] = {}
 
@@ -40,6 +40,13 @@ def build(config: ml_collections.ConfigDict) -> GAN:
   return get(config.model.family).build(config)
 
 
-register(dcgan.DCGAN())
+def stages(config: ml_collections.ConfigDict) -> tuple[Stage, ...]:
+  """The stages of `config`'s run (`Family.stages`): one, unless the family grows."""
+  return get(config.model.family).stages(config)
 
-__all__ = ["FAMILIES", "GAN", "Family", "build", "get", "register"]
+
+register(dcgan.DCGAN())
+register(progan.ProGAN())
+
+__all__ = ["FAMILIES", "GAN", "Family", "Stage", "build", "get", "register", "stage_index",
+           "stages"]

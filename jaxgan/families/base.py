@@ -16,7 +16,13 @@ per-collection code. `labels` is an int32 [B] array of classes, or None when
 `num_classes == 0`. A family whose networks need more than Flax modules do overrides
 `generate` / `discriminate`; one that keeps state outside its variables (a progressive
 growing phase, say) declares it in `GAN.extra_init` and updates it in `GAN.extra_update`,
-and the state's `extra` part holds, checkpoints and restores it.
+and the state's `extra` part holds, checkpoints and restores it; the step passes that part
+to every call as `extra=`.
+
+Stages: a family whose networks change shape during training (ProGAN grows from 4x4)
+splits the run into `Stage`s, each a span of steps with one batch size and image shape
+and so one compiled program (`Family.stages(config)`, `GAN.at(stage)`); a family with
+fixed networks has the one stage of the default `Family.stages`.
 
 The default `GAN` works for any pair of modules called as `module(inputs, labels, train=)`.
 """
@@ -24,7 +30,7 @@ The default `GAN` works for any pair of modules called as `module(inputs, labels
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -37,14 +43,42 @@ Variables = Mapping[str, Any]
 Collections = dict[str, Any]
 
 
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """A span of training steps that one compiled program runs.
+
+  Attributes:
+    start: the first step of the stage (it lasts until the next stage's start).
+    batch_size: the global batch of one D or G update.
+    image_shape: (H, W, C) of the images G makes and D sees in this stage.
+    level: the family's index of the stage (ProGAN: the resolution level, 0 = 4x4).
+    name: how the console names it (e.g. '32x32'); '' for a single-stage family.
+  """
+  start: int
+  batch_size: int
+  image_shape: tuple[int, int, int]
+  level: int = 0
+  name: str = ""
+
+
+def stage_index(stages: Sequence[Stage], step: int) -> int:
+  """The index of the stage that runs step `step` (0-based: the step after `step` done)."""
+  index = 0
+  for i, stage in enumerate(stages):
+    if stage.start <= step:
+      index = i
+  return index
+
+
 def mutable_collections(variables: Variables) -> list[str]:
   """The collections a training-mode call updates: every one but 'params'."""
   return sorted(k for k in variables if k != "params")
 
 
 def apply(module: nn.Module, variables: Variables, inputs: Array, labels: Array | None, *,
-          train: bool, rng: PRNGKey | None) -> tuple[Array, Collections]:
-  """`module(inputs, labels, train=train)`; in training mode also the updated collections.
+          train: bool, rng: PRNGKey | None, **kwargs) -> tuple[Array, Collections]:
+  """`module(inputs, labels, train=train, **kwargs)`; in training mode also the updated
+  collections.
 
   Returns:
     (output, {collection: value} for every non-'params' collection of `variables`; in
@@ -52,10 +86,10 @@ def apply(module: nn.Module, variables: Variables, inputs: Array, labels: Array 
   """
   rest = {k: v for k, v in variables.items() if k != "params"}
   if not train:
-    return module.apply(variables, inputs, labels, train=False), rest
+    return module.apply(variables, inputs, labels, train=False, **kwargs), rest
   rngs = {} if rng is None else {"dropout": rng}
   out, mutated = module.apply(variables, inputs, labels, train=True, rngs=rngs,
-                              mutable=mutable_collections(variables))
+                              mutable=mutable_collections(variables), **kwargs)
   return out, {**rest, **mutated}
 
 
@@ -73,6 +107,12 @@ class GAN:
     extra_init: () -> a pytree of arrays kept in `GANState.extra['family']`, or None.
     extra_update: (extra, step) -> extra, run at the end of every training step inside
       the compiled program (step = the number of steps done before it).
+    restart_optimizers: step -> bool array: whether both networks' optimizer states start
+      afresh (`tx.init`) before this step, inside the compiled program (ProGAN: at every
+      new phase); None: never.
+    check_extra: (extra as numpy, step) -> None, run on a restored state: raises
+      `jaxgan.config.ConfigError` when the restored extra does not belong to this config
+      at that step (ProGAN: a changed schedule); None: no check.
   """
   generator: nn.Module
   discriminator: nn.Module
@@ -81,6 +121,8 @@ class GAN:
   image_shape: tuple[int, int, int]
   extra_init: Callable[[], Any] | None = None
   extra_update: Callable[[Any, Array], Any] | None = None
+  restart_optimizers: Callable[[Array], Array] | None = None
+  check_extra: Callable[[Any, int], None] | None = None
 
   @property
   def conditional(self) -> bool:
@@ -101,15 +143,35 @@ class GAN:
     d_vars = self.discriminator.init({"params": kd, "dropout": kdrop}, x, labels, train=False)
     return dict(g_vars), dict(d_vars)
 
+  def at(self, stage: Stage) -> GAN:
+    """The networks of `stage` (a growing family's current resolution); self by default."""
+    del stage
+    return self
+
   def generate(self, variables: Variables, z: Array, labels: Array | None = None, *,
-               train: bool, rng: PRNGKey | None = None) -> tuple[Array, Collections]:
-    """Images of latents z (and labels): (images, updated non-param collections)."""
+               train: bool, rng: PRNGKey | None = None,
+               extra: Any = None) -> tuple[Array, Collections]:
+    """Images of latents z (and labels): (images, updated non-param collections).
+    `extra` is the family's part of the state's extra (None for a family without one)."""
+    del extra
     return apply(self.generator, variables, z, labels, train=train, rng=rng)
 
   def discriminate(self, variables: Variables, x: Array, labels: Array | None = None, *,
-                   train: bool, rng: PRNGKey | None = None) -> tuple[Array, Collections]:
+                   train: bool, rng: PRNGKey | None = None,
+                   extra: Any = None) -> tuple[Array, Collections]:
     """Logits of images x (and labels): (logits [B], updated non-param collections)."""
+    del extra
     return apply(self.discriminator, variables, x, labels, train=train, rng=rng)
+
+  def describe(self, extra: Any) -> str:
+    """Where training stands, for the progress line (from the extra, as numpy); ''."""
+    del extra
+    return ""
+
+  def reals(self, x: Array, extra: Any = None) -> Array:
+    """The real batch as D sees it (ProGAN blends resolutions during a fade); x by default."""
+    del extra
+    return x
 
 
 class Family:
@@ -132,3 +194,9 @@ class Family:
   def build(self, config: ml_collections.ConfigDict) -> GAN:
     """The GAN of `config` (config.model, the image size and channels of config.data)."""
     raise NotImplementedError(f"family {self.name!r} does not define build(config)")
+
+  def stages(self, config: ml_collections.ConfigDict) -> tuple[Stage, ...]:
+    """The run's stages in step order, the first starting at step 0. By default one:
+    `config.train.batch_size` images of `config.data.image_size` for the whole run."""
+    h, w = config.data.image_size
+    return (Stage(0, int(config.train.batch_size), (int(h), int(w), int(config.data.channels))),)

@@ -61,7 +61,8 @@ class Generator(nn.Module):
         x, layer, train=train, init=self.net.init, dtype=self.dtype,
         bn_axis_name=self.bn_axis_name, alpha=self.net.leaky_alpha, **kw)
     if self.num_classes:
-      z = jnp.concatenate([z, _embed(self.num_classes, z.shape[-1], labels)], axis=-1)
+      embedding = layers.class_embedding(self.num_classes, z.shape[-1], labels)
+      z = jnp.concatenate([z, embedding], axis=-1)
     z = z.astype(self.dtype)
     if self.net.project == "dense":
       proj = layers.Dense(h0 * w0 * c0, use_bias=self.net.use_bias, kernel_init=kinit,
@@ -133,16 +134,9 @@ class Discriminator(nn.Module):
     logits = layers.block(h, head, train=train,
                           norm="spectral" if self.net.norm == "spectral" else "none")[:, 0]
     if self.num_classes:  # The projection term <embed(y), h>.
-      logits = logits + jnp.sum(_embed(self.num_classes, h.shape[-1], labels) * h, axis=-1)
+      embedding = layers.class_embedding(self.num_classes, h.shape[-1], labels)
+      logits = logits + jnp.sum(embedding * h, axis=-1)
     return logits.astype(jnp.float32)
-
-
-def _embed(num_classes: int, features: int, labels: Array | None) -> Array:
-  """A learned [features] vector per class, normal(0, 1/sqrt(features)) at init."""
-  if labels is None:
-    raise ValueError(f"a class-conditional network (num_classes={num_classes}) needs labels")
-  init = nn.initializers.normal(features ** -0.5)
-  return nn.Embed(num_classes, features, embedding_init=init)(labels).astype(jnp.float32)
 
 
 # ---- the family: its fields, their validation, and construction ------------------------------

@@ -132,3 +132,12 @@ def block(x: Array, layer: nn.Module, *, train: bool, norm: str = "none", act: s
   if dropout > 0:
     x = nn.Dropout(dropout, deterministic=not train)(x)
   return x
+
+
+def class_embedding(num_classes: int, features: int, labels: Array | None) -> Array:
+  """A learned [features] vector per class, normal(0, 1/sqrt(features)) at init; call it
+  inside a parent's `nn.compact` method."""
+  if labels is None:
+    raise ValueError(f"a class-conditional network (num_classes={num_classes}) needs labels")
+  init = nn.initializers.normal(features ** -0.5)
+  return nn.Embed(num_classes, features, embedding_init=init)(labels).astype(jnp.float32)

@@ -75,6 +75,7 @@ class Context:
   data_step: int = 0  # the input pipeline's position
   acc: Any = None  # metrics summed on the device since the last log (by the loop)
   last_saved: int | None = None
+  stage: Any = None  # the jaxgan.families.Stage of the current step; `gan` is its networks
 
 
 class Action:
@@ -104,7 +105,9 @@ def host(tree):
 
 class SampleGrid(Action):
   """A grid from fixed latents (seeds 0..num-1; per class when conditional), written to
-  `path(step)` and to TensorBoard as `tag`, with one compiled generator."""
+  `path(step)` and to TensorBoard as `tag`, with one compiled generator per stage. A
+  growing model's images are upscaled (nearest) to config.data.image_size, so every grid
+  of a run has one size and the GIF's frames line up."""
 
   def __init__(self, ctx: Context, *, every: int, num: int, truncation: float | None = None,
                ema: bool = True, tag: str = "samples",
@@ -123,10 +126,12 @@ class SampleGrid(Action):
     """Every process runs the generator (one SPMD program); only the lead writes."""
     state = ctx.state
     params = state.g.params if (state.g_ema is None or not self._ema) else state.g_ema
-    images = sampling.forward(ctx.gan, state.g.variables(params), self._z, self._labels)
+    images = sampling.forward(ctx.gan, state.g.variables(params), self._z, self._labels,
+                              state.extra.get("family"))
     if not ctx.lead:
       return
-    grid = images_lib.make_grid(host(images), self._nrow)
+    images = images_lib.upscale(host(images), tuple(ctx.config.data.image_size))
+    grid = images_lib.make_grid(images, self._nrow)
     images_lib.save_png(grid, self._path(ctx.step))
     ctx.writer.write_images(ctx.step, {self._tag: grid[None]})
 

@@ -177,17 +177,19 @@ def _host_images(x: jax.Array) -> np.ndarray:
 
 
 class _RealGrid:
-  """Collects the first `num` training images and writes them as WORKDIR/real.png."""
+  """Collects the first `num` training images and writes them as WORKDIR/real.png
+  (upscaled to `size` when a growing model's first stage is smaller)."""
 
-  def __init__(self, num: int, path):
-    self._num, self._path, self._parts = num, path, []
+  def __init__(self, num: int, path, size: tuple[int, int]):
+    self._num, self._path, self._parts, self._size = num, path, [], size
 
   def add(self, batch) -> bool:
     """Adds a batch; returns True once the grid is written."""
     self._parts.append(_host_images(batch["image"]))
     if sum(len(p) for p in self._parts) < self._num:
       return False
-    images_lib.save_grid(np.concatenate(self._parts)[:self._num], self._path)
+    images = images_lib.upscale(np.concatenate(self._parts)[:self._num], self._size)
+    images_lib.save_grid(images, self._path)
     return True
 
 
@@ -212,12 +214,15 @@ class LogMetrics(actions_lib.Action):
     _raise_if_bad(acc_host, ctx.step, ctx.last_saved, ctx.manager.directory)
     steps_per_s = self._rate.update(ctx.step)
     means = {k: float(v) / int(acc_host["count"]) for k, v in acc_host["sum"].items()}
-    images_per_s = steps_per_s * config_lib.images_per_step(config)
-    ctx.writer.write_scalars(ctx.step, {**means, "perf/steps_per_sec": steps_per_s,
+    images_per_s = steps_per_s * ctx.stage.batch_size * config.train.d_steps
+    extra = _host(ctx.state.extra.get("family", {}))
+    family = {f"family/{k}": float(v) for k, v in extra.items() if np.ndim(v) == 0}
+    ctx.writer.write_scalars(ctx.step, {**means, **family, "perf/steps_per_sec": steps_per_s,
                                         "perf/images_per_sec": images_per_s})
     ctx.writer.flush()
-    logging.info("%s", format_progress(ctx.step, config.train.num_steps, steps_per_s,
-                                       images_per_s, means))
+    line = format_progress(ctx.step, config.train.num_steps, steps_per_s, images_per_s, means)
+    where = ctx.gan.describe(extra)
+    logging.info("%s", f"{line} | {where}" if where else line)
     ctx.acc = None
 
 
@@ -269,21 +274,25 @@ def init_state(config, gan: families.GAN, mesh) -> state_lib.GANState:
   return jax.jit(init, out_shardings=sharding.replicated(mesh))()
 
 
-def batch_shapes(config, gan: families.GAN, mesh) -> dict[str, jax.ShapeDtypeStruct]:
-  """The global batch the step takes: images, and labels when the GAN is conditional."""
-  n, place = config_lib.images_per_step(config), sharding.batch_sharding(mesh)
+def batch_shapes(config, gan: families.GAN, mesh, stage: families.Stage | None = None
+                 ) -> dict[str, jax.ShapeDtypeStruct]:
+  """The global batch the step of `stage` (default: the first) takes: images, and labels
+  when the GAN is conditional."""
+  stage = families.stages(config)[0] if stage is None else stage
+  n, place = stage.batch_size * config.train.d_steps, sharding.batch_sharding(mesh)
   shapes = {"image": jax.ShapeDtypeStruct((n, *gan.image_shape), jnp.float32, sharding=place)}
   if gan.conditional:
     shapes["label"] = jax.ShapeDtypeStruct((n,), jnp.int32, sharding=place)
   return shapes
 
 
-def _compile_step(config, gan, mesh, state):
-  logging.info("Compiling the training step...")
+def _compile_step(config, gan, mesh, state, stage: families.Stage):
+  what = f"the training step of stage {stage.name}" if stage.name else "the training step"
+  logging.info("Compiling %s...", what)
   t = time.perf_counter()
   compiled = step_lib.make_train_step(config, mesh, gan=gan).lower(
-      state, batch_shapes(config, gan, mesh)).compile()
-  logging.info("Compiled the training step in %.1f s.", time.perf_counter() - t)
+      state, batch_shapes(config, gan, mesh, stage)).compile()
+  logging.info("Compiled %s in %.1f s.", what, time.perf_counter() - t)
   return compiled
 
 
@@ -320,16 +329,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   wd = workdir_lib.Workdir(workdir)
   lead = jax.process_index() == 0
   mesh = sharding.make_mesh()
-  sharding.check_batch_divides(config.train.batch_size, mesh)
+  stages = families.stages(config)
+  for stage in stages:
+    sharding.check_batch_divides(stage.batch_size, mesh)
   distributed.log_topology(mesh, config.train.batch_size)
   logging.info("Config:\n%s", config)
   gan = families.build(config)
+  if len(stages) > 1:
+    logging.info("Stages: %s.", ", ".join(f"{s.name or i} from step {s.start}"
+                                          for i, s in enumerate(stages)))
   with _StopSignal() as stop:
     state = init_state(config, gan, mesh)
     manager = checkpointing.create_manager(wd.checkpoints, max_to_keep=config.max_to_keep)
     try:
       state, data_step = _restore_or_init(config, wd, manager, state)
       start = int(_host(state.step))
+      if gan.check_extra is not None and "family" in state.extra:
+        gan.check_extra(_host(state.extra["family"]), start)
       if lead:
         workdir_lib.save_config(config, wd)
         workdir_lib.truncate_metrics(wd.metrics, start)
@@ -343,11 +359,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       it = input_pipeline.create_iterator(config, sharding=sharding.batch_sharding(mesh),
                                           start_step=data_step)
       try:
-        ctx = actions_lib.Context(config, wd, mesh, gan, manager, writer, lead, start,
+        stage = stages[families.stage_index(stages, start)]
+        ctx = actions_lib.Context(config, wd, mesh, gan.at(stage), manager, writer, lead, start,
                                   state=state, step=start, data_step=data_step,
-                                  last_saved=manager.latest_step())
+                                  last_saved=manager.latest_step(), stage=stage)
         run_actions = default_actions(ctx) + [make(ctx) for make in actions]
-        state, step = _loop(ctx, run_actions, it, stop)
+        state, step = _loop(ctx, run_actions, it, stop, gan, stages)
       finally:
         it.close()
         writer.close()
@@ -364,11 +381,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def _loop(ctx: actions_lib.Context, run_actions: list[actions_lib.Action],
-          it: input_pipeline.DataIterator, stop: _StopSignal):
-  """Runs steps from `ctx.start` until num_steps or a signal; returns (state, step)."""
+          it: input_pipeline.DataIterator, stop: _StopSignal, gan: families.GAN,
+          stages: Sequence[families.Stage]):
+  """Runs steps from `ctx.start` until num_steps or a signal; returns (state, step).
+
+  One program is compiled per stage, when its first step comes; `ctx.gan` and `ctx.stage`
+  follow the stage (the sample grids show its resolution)."""
   config, wd = ctx.config, ctx.wd
-  compiled = _compile_step(config, ctx.gan, ctx.mesh, ctx.state)
-  real = (_RealGrid(config.num_samples, wd.real_grid)
+  index = families.stage_index(stages, ctx.start)
+  compiled = _compile_step(config, ctx.gan, ctx.mesh, ctx.state, ctx.stage)
+  size = tuple(config.data.image_size)
+  real = (_RealGrid(config.num_samples, wd.real_grid, size)
           if ctx.lead and not wd.real_grid.exists() else None)
   num_steps, previous = config.train.num_steps, None
   for action in run_actions:
@@ -380,6 +403,11 @@ def _loop(ctx: actions_lib.Context, run_actions: list[actions_lib.Action],
   logging.info("Training from step %d to %d; workdir %s.", ctx.start, num_steps, wd.root)
 
   while ctx.step < num_steps and stop.signum is None:
+    if index + 1 < len(stages) and ctx.step >= stages[index + 1].start:
+      index = families.stage_index(stages, ctx.step)
+      ctx.stage, ctx.gan = stages[index], gan.at(stages[index])
+      logging.info("Step %d: stage %s.", ctx.step, ctx.stage.name or index)
+      compiled = _compile_step(config, ctx.gan, ctx.mesh, ctx.state, ctx.stage)
     batch = next(it)
     if real is not None and real.add(batch):
       real = None

@@ -66,19 +66,24 @@ class Calls(NamedTuple):
 
   g(variables, z, labels, key) -> (images, collections)
   d(variables, x, labels, key) -> (logits, collections)
+  reals(x) -> the real batch as D sees it (`GAN.reals`; identity for most families)
   """
   g: Callable
   d: Callable
+  reals: Callable = lambda x: x
 
 
-def make_calls(gan: families.GAN, axis_name: str | None) -> Calls:
-  """The family's generate/discriminate in training mode, with per-device dropout keys."""
+def make_calls(gan: families.GAN, axis_name: str | None, extra: Any = None) -> Calls:
+  """The family's generate/discriminate in training mode, with per-device dropout keys;
+  `extra` is the family's part of the state's extra (passed to every call)."""
   def g(variables, z, labels, key):
-    return gan.generate(variables, z, labels, train=True, rng=_device_key(key, axis_name))
+    return gan.generate(variables, z, labels, train=True, rng=_device_key(key, axis_name),
+                        extra=extra)
 
   def d(variables, x, labels, key):
-    return gan.discriminate(variables, x, labels, train=True, rng=_device_key(key, axis_name))
-  return Calls(g, d)
+    return gan.discriminate(variables, x, labels, train=True, rng=_device_key(key, axis_name),
+                            extra=extra)
+  return Calls(g, d, lambda x: gan.reals(x, extra))
 
 
 def _noise(key: Array, batch: int, gan: families.GAN, axis_name: str | None):
@@ -102,9 +107,13 @@ def _regularize(reg: regularizers_lib.Regularizer, step: Array, term: Callable[[
 def d_update(d: TrainState, g: TrainState, real: Array, real_labels: Array | None, key: Array,
              step: Array, *, gan: families.GAN, calls: Calls, loss: losses_lib.GANLoss,
              label_smoothing: float, regularizers: Sequence[regularizers_lib.Regularizer],
-             axis_name: str | None):
-  """One discriminator update on `real` and fresh fakes. Returns (d, g_collections, metrics)."""
+             axis_name: str | None, drift: float = 0.0):
+  """One discriminator update on `real` and fresh fakes. Returns (d, g_collections, metrics).
+
+  `drift` > 0 adds drift * E[D(x)^2] on the real logits (Karras et al. 2018), which keeps a
+  Wasserstein critic's outputs near zero."""
   k_z, k_real, k_fake, k_pen, k_pdrop = jax.random.split(key, 5)
+  real = calls.reals(real)
   z, fake_labels = _noise(k_z, real.shape[0], gan, axis_name)
   fake, g_collections = calls.g(g.variables(), z, fake_labels, k_z)
   fake = jax.lax.stop_gradient(fake)
@@ -116,6 +125,9 @@ def d_update(d: TrainState, g: TrainState, real: Array, real_labels: Array | Non
     fake_logits, colls = calls.d({"params": params, **colls}, fake, fake_labels, k_fake)
     l_real, l_fake = loss.d(real_logits, fake_logits, label_smoothing)
     total, aux = l_real + l_fake, {}
+    if drift:
+      aux["drift"] = jnp.mean(jnp.square(real_logits))
+      total = total + drift * aux["drift"]
     # Per-sample penalties; the collections' updates of their extra passes are discarded.
     critic = lambda x: calls.d({"params": params, **colls}, x, real_labels, k_pdrop)[0]  # noqa: E731
     for reg in regularizers:
@@ -159,8 +171,8 @@ def g_update(g: TrainState, d: TrainState, key: Array, step: Array, *, gan: fami
 def train_step(state: GANState, batch: Batch, *, gan: families.GAN, d_steps: int, g_steps: int,
                ema_decay: float, loss: losses_lib.GANLoss, label_smoothing: float,
                regularizers: Sequence[regularizers_lib.Regularizer] = (),
-               axis_name: str | None = None,
-               calls: Calls | None = None) -> tuple[GANState, Metrics]:
+               axis_name: str | None = None, calls: Calls | None = None,
+               drift: float = 0.0) -> tuple[GANState, Metrics]:
   """d_steps D updates (one slice of `batch` each), g_steps G updates, the EMA, the extra.
 
   Args:
@@ -173,12 +185,14 @@ def train_step(state: GANState, batch: Batch, *, gan: families.GAN, d_steps: int
     loss, label_smoothing: the GAN loss and its one-sided smoothing.
     regularizers: the regularization terms, each on its network and schedule.
     axis_name: the mesh axis to average over, or None on one device without shard_map.
-    calls: the G and D calls to use everywhere; default `make_calls(gan, axis_name)`.
+    calls: the G and D calls to use everywhere; default `make_calls(gan, axis_name,
+      state.extra['family'])`.
+    drift: the weight of the drift term on D's real logits (0: none).
 
   Returns:
     The new state and a dict of scalar metrics (on device).
   """
-  calls = make_calls(gan, axis_name) if calls is None else calls
+  calls = make_calls(gan, axis_name, state.extra.get("family")) if calls is None else calls
   d_regs = tuple(r for r in regularizers if r.network == "d")
   g_regs = tuple(r for r in regularizers if r.network == "g")
   rng, key = jax.random.split(state.rng)
@@ -186,11 +200,14 @@ def train_step(state: GANState, batch: Batch, *, gan: families.GAN, d_steps: int
   reals = split(batch["image"])
   labels = split(batch["label"]) if gan.conditional else None
   g, d, metrics = state.g, state.d, {}
+  if gan.restart_optimizers is not None:
+    restart = gan.restart_optimizers(state.step)
+    g, d = _restart_optimizer(g, restart), _restart_optimizer(d, restart)
   for i in range(d_steps):
     d, g_colls, metrics = d_update(
         d, g, reals[i], None if labels is None else labels[i], jax.random.fold_in(key, i),
         state.step, gan=gan, calls=calls, loss=loss, label_smoothing=label_smoothing,
-        regularizers=d_regs, axis_name=axis_name)
+        regularizers=d_regs, axis_name=axis_name, drift=drift)
     g = g.replace(collections=g_colls)
   for j in range(g_steps):
     g, d_colls, g_metrics = g_update(
@@ -211,13 +228,19 @@ def train_step(state: GANState, batch: Batch, *, gan: families.GAN, d_steps: int
   return state, _pmean(metrics, axis_name)
 
 
+def _restart_optimizer(ts: TrainState, restart: Array) -> TrainState:
+  """`ts` with its optimizer state restarted (tx.init) where `restart` is true."""
+  fresh = lambda: ts.tx.init(ts.params)  # noqa: E731
+  return ts.replace(opt_state=jax.lax.cond(restart, fresh, lambda: ts.opt_state))
+
+
 def step_options(config: ml_collections.ConfigDict, gan: families.GAN | None = None
                  ) -> dict[str, Any]:
   """The static keyword arguments of `train_step` for `config`."""
   t = config.train
   return dict(gan=families.build(config) if gan is None else gan, d_steps=t.d_steps,
               g_steps=t.g_steps, ema_decay=t.ema_decay, loss=losses_lib.get_loss(t.loss),
-              label_smoothing=t.label_smoothing,
+              label_smoothing=t.label_smoothing, drift=float(t.drift),
               regularizers=regularizers_lib.from_config(config))
 
 
