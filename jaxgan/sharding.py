@@ -28,8 +28,10 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def check_batch_divides(global_batch: int, mesh: Mesh) -> None:
+def check_batch_divides(global_batch: int, mesh: Mesh,
+                        what: str = "config.train.batch_size") -> None:
+  """ValueError unless the global batch (`what`) splits evenly over the mesh's devices."""
   n = mesh.shape[DATA_AXIS]
   if global_batch % n:
-    raise ValueError(f"config.train.batch_size={global_batch} does not divide by the {n} devices "
+    raise ValueError(f"{what}={global_batch} does not divide by the {n} devices "
                      f"of the mesh: choose a multiple of {n}")

@@ -331,7 +331,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   mesh = sharding.make_mesh()
   stages = families.stages(config)
   for stage in stages:
-    sharding.check_batch_divides(stage.batch_size, mesh)
+    what = f"the batch of stage {stage.name}" if stage.name else "config.train.batch_size"
+    sharding.check_batch_divides(stage.batch_size, mesh, what)
   distributed.log_topology(mesh, config.train.batch_size)
   logging.info("Config:\n%s", config)
   gan = families.build(config)
