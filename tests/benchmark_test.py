@@ -22,16 +22,15 @@ TINY = ["--config.data.image_size=(16,16)", "--config.model.latent_dim=8",
 def test_benchmark_sweep_prints_table_and_json(tmp_path):
   out = tmp_path / "bench.json"
   cmd = [sys.executable, "-m", "jaxgan.benchmark", "--config", "configs/dcgan128.py", *TINY,
-         "--steps=2", "--warmup=1", "--sweep", "--batches=4,8", "--dtypes=float32,bfloat16",
+         "--steps=2", "--warmup=1", "--sweep", "--batches=4", "--dtypes=float32,bfloat16",
          f"--json_out={out}"]
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
   assert proc.returncode == 0, proc.stderr[-3000:]
   rows = [l for l in proc.stdout.splitlines() if " img/s " in l]
   records = [json.loads(l[5:]) for l in proc.stdout.splitlines() if l.startswith("JSON ")]
-  assert len(rows) == len(records) == 4
-  assert [(r["batch"], r["dtype"]) for r in records] == [
-      (4, "float32"), (4, "bfloat16"), (8, "float32"), (8, "bfloat16")]
+  assert len(rows) == len(records) == 2
+  assert [(r["batch"], r["dtype"]) for r in records] == [(4, "float32"), (4, "bfloat16")]
   for r in records:
     assert r["backend"] == "cpu" and r["compile_s"] > 0 and r["flops_per_step"] > 0
     assert 0 < r["min_s"] <= r["median_s"] <= r["max_s"]

@@ -3,9 +3,10 @@
 The data stream is an infinite sequence of global positions 0, 1, 2, ...; global batch k
 holds positions [k*B, (k+1)*B), and process p of P takes the contiguous slice
 [k*B + p*B/P, k*B + (p+1)*B/P). When the batch size changes during the run (a growing
-model's stages, `DataSpec.stages`), batch k starts where batch k-1 ended (`span`). Every random choice is a pure function of the seed and a
-position, so batch k can be produced without producing batches 0..k-1 (O(1) resume), and
-the global batch is the same for any number of processes.
+model's stages, `DataSpec.stages`), batch k starts where batch k-1 ended (`span`). Every
+random choice is a pure function of the seed and a position, so batch k can be produced
+without producing batches 0..k-1 (O(1) resume), and the global batch is the same for any
+number of processes.
 
 Random-access sources (folder, builtin) map position q to example
 permutation(seed, q // N)[q % N]: a fresh shuffle every epoch.

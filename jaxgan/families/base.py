@@ -62,7 +62,7 @@ class Stage:
 
 
 def stage_index(stages: Sequence[Stage], step: int) -> int:
-  """The index of the stage that runs step `step` (0-based: the step after `step` done)."""
+  """The index of the stage that runs the step taken when `step` steps are done."""
   index = 0
   for i, stage in enumerate(stages):
     if stage.start <= step:

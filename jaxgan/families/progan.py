@@ -310,7 +310,6 @@ def schedule_at(config_phases: tuple[Phase, ...], step: int) -> tuple[Phase, flo
 class ProGANNetworks(GAN):
   """The ProGAN networks at `level`; the growth state (extra) supplies alpha."""
   level: int = 0
-  final_shape: tuple[int, int, int] = (0, 0, 0)
 
   def at(self, stage: Stage) -> ProGANNetworks:
     return dataclasses.replace(
@@ -463,8 +462,7 @@ class ProGAN(Family):
         Discriminator(net, levels - 1, num_classes=m.num_classes, dtype=dtype),
         latent_dim=m.latent_dim, num_classes=m.num_classes, image_shape=(r, r, c),
         extra_init=growth.init, extra_update=growth.update,
-        restart_optimizers=growth.restarts, check_extra=growth.check, level=levels - 1,
-        final_shape=(r, r, c))
+        restart_optimizers=growth.restarts, check_extra=growth.check, level=levels - 1)
 
   def stages(self, config: ml_collections.ConfigDict) -> tuple[Stage, ...]:
     """One stage per level, from the start of its fade to the start of the next level."""
