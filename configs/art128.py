@@ -13,7 +13,7 @@ The project's faster-G variants (G at 4e-4 or 8e-4, D at 2e-4):
   ... --config.optim.g_lr=4e-4
   ... --config.optim.g_lr=8e-4
 Its second stage, spectral normalization and dropout in D (configs/sngan128.py is the
-same with the hinge loss):
+same with the hinge loss and batch 32):
   ... --config.model.discriminator.norm=spectral --config.model.discriminator.dropout=0.3
 """
 

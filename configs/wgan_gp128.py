@@ -14,21 +14,13 @@ Run on the shared WikiArt abstract paintings:
 Without any normalization in the critic: --config.model.discriminator.norm=none
 """
 
-import importlib.util
 import pathlib
 
-
-def _art128():
-  """configs/art128.py, loaded by path as --config loads it."""
-  path = pathlib.Path(__file__).with_name("art128.py")
-  spec = importlib.util.spec_from_file_location("configs_art128", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from jaxgan import config as config_lib
 
 
 def get_config():
-  c = _art128().get_config()
+  c = config_lib.load_file(pathlib.Path(__file__).with_name("art128.py"))
   c.model.discriminator.norm = "layer"
   c.train.batch_size = 64
   c.train.loss, c.train.label_smoothing = "wasserstein", 0.0

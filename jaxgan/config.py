@@ -97,6 +97,18 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   return c
 
 
+def load_file(path: str | os.PathLike, arg: str | None = None) -> ml_collections.ConfigDict:
+  """`get_config([arg])` of the config file at `path`, loaded as `--config` loads it (a
+  config can build on another: configs/wgan_gp128.py starts from configs/art128.py)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  path = os.fspath(path)
+  spec = importlib.util.spec_from_file_location(
+      f"jaxgan_config_{os.path.splitext(os.path.basename(path))[0]}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config() if arg is None else module.get_config(arg)
+
+
 def fail(field: str, value, allowed: str) -> None:
   """Raises ConfigError for `config.FIELD=value`, saying what is allowed."""
   raise ConfigError(f"config.{field}={value!r} is invalid: {allowed}")

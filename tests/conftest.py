@@ -4,7 +4,6 @@ Compiled programs are cached on disk for the whole session (also for subprocesse
 the several short training runs of the tests compile the tiny step once.
 """
 
-import importlib.util
 import os
 from pathlib import Path
 import shutil
@@ -32,10 +31,8 @@ TRAINED_OVERRIDES = (f"--config.train.num_steps={TRAINED_STEPS}", "--config.samp
 
 def load_config(path=TINY_CONFIG):
   """`get_config()` of a config file, like --config does."""
-  spec = importlib.util.spec_from_file_location(f"config_{Path(path).stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  from jaxgan import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.load_file(path)
 
 
 def subprocess_env():

@@ -1,6 +1,5 @@
 """Test helpers: load configs/ files by path, and a tiny config for fast step tests."""
 
-import importlib.util
 from pathlib import Path
 
 from jaxgan import config as config_lib
@@ -9,10 +8,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_config(name: str, arg: str | None = None):
-  spec = importlib.util.spec_from_file_location(f"configs_{name}", ROOT / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg is not None else module.get_config()
+  """configs/NAME.py's get_config([arg])."""
+  return config_lib.load_file(ROOT / "configs" / f"{name}.py", arg)
 
 
 def tiny_config(**overrides):
