@@ -111,6 +111,16 @@ def load_examples(config, num: int, *, start_step: int = 0, process_index: int |
   return {k: np.concatenate([p[k] for p in parts])[:num] for k in parts[0]}
 
 
+def reference_set(config, num: int, batch: int):
+  """The real images of `config.data` that metrics compare against (see
+  `jaxgan.data.sources.reference_set`): (key of the data and its preprocessing, `open()` ->
+  (iterator of float32 [batch, H, W, C] numpy batches in [-1, 1] at config.data.image_size,
+  number of images))."""
+  from jaxgan.data import sources  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  sources.hide_gpus_from_tf()
+  return sources.reference_set(spec_lib.from_config(config), int(num), int(batch))
+
+
 def default_sharding() -> jax.sharding.NamedSharding:
   """Batch sharding along a 1-D mesh named 'data' over all devices."""
   mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",),

@@ -57,19 +57,25 @@ class LoadedGenerator(NamedTuple):
 
 
 def load_generator(workdir: str | os.PathLike, step: int | None = None,
-                   ema: bool = True) -> LoadedGenerator:
+                   ema: bool = True, best: bool = False) -> LoadedGenerator:
   """Loads the generator of a workdir's checkpoint, without D, the optimizers or the data.
 
   Args:
     workdir: a training run's workdir.
     step: the checkpoint; default the latest.
     ema: use the EMA parameters when the run kept them (config.train.ema_decay > 0).
+    best: load from WORKDIR/best/, the checkpoint of the best metric value (config.evals
+      'metrics' with keep_best; WORKDIR/best.json names it), instead of the rolling ones.
 
   Returns:
     The LoadedGenerator.
   """
   wd = workdir_lib.Workdir(workdir)
-  arrays, config_dict, step = checkpointing.restore_generator(wd.checkpoints, step)
+  if best and not wd.best.is_dir():
+    raise FileNotFoundError(f"{wd.best} does not exist: the run kept no best checkpoint "
+                            f"(config.evals needs a 'metrics' entry with keep_best)")
+  arrays, config_dict, step = checkpointing.restore_generator(
+      wd.best if best else wd.checkpoints, step)
   config = workdir_lib.upgrade_config(ml_collections.ConfigDict(config_dict))
   gan = families.build(config)  # Module definitions only; nothing of D is initialised.
   stages = families.stages(config)

@@ -4,7 +4,11 @@
       config.py            the resolved config as a config file (--config WORKDIR/config.py reruns it)
       config.json          the same config as JSON (read by jaxgan.sampling)
       checkpoints/STEP/    Orbax checkpoints: arrays of the whole state, and the config
-      metrics.jsonl        one JSON object per logging step: {"step": 50, "loss/d": ..., ...}
+      best/STEP/           the checkpoint of the best metric value so far (config.evals type
+                           'metrics' with keep_best), never deleted by max_to_keep
+      best.json            that value, its name and step: {"value_name": "fid", "value": ..., "step": ...}
+      metrics.jsonl        JSON objects of scalars by step: {"step": 50, "loss/d": ..., ...},
+                           and the evaluators' ({"step": 500, "eval/fid": ...})
       tensorboard/         TensorBoard event files (scalars and sample grids)
       real.png             a grid of training images, written at the start
       samples/step_NNNNNNN.png  a grid from fixed noise (seeds 0..num_samples-1) every sample_every steps
@@ -43,6 +47,8 @@ class Workdir:
   config_py = property(lambda self: self.root / "config.py")
   config_json = property(lambda self: self.root / "config.json")
   checkpoints = property(lambda self: self.root / "checkpoints")
+  best = property(lambda self: self.root / "best")
+  best_json = property(lambda self: self.root / "best.json")
   metrics = property(lambda self: self.root / "metrics.jsonl")
   tensorboard = property(lambda self: self.root / "tensorboard")
   samples = property(lambda self: self.root / "samples")
@@ -134,7 +140,8 @@ def _write_atomic(path: Path, text: str) -> None:
 # ---- metrics.jsonl ----------------------------------------------------------------------
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-  """The records of a metrics.jsonl file, by step (the last record wins for a step)."""
+  """The records of a metrics.jsonl file, by step; the records of one step (the losses and an
+  evaluator's values) are merged, a later value of the same name winning."""
   path = Path(path)
   if not path.exists():
     return []
@@ -142,7 +149,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
   for line in path.read_text(encoding="utf-8").splitlines():
     if line.strip():
       record = json.loads(line)
-      by_step[record["step"]] = record
+      by_step.setdefault(record["step"], {}).update(record)
   return [by_step[s] for s in sorted(by_step)]
 
 

@@ -24,6 +24,9 @@ def test_four_devices_match_one_device():
   assert result["no_batchnorm"]["params"] < 1e-6
   assert result["sync_batchnorm"]["params"] < 1e-6
   assert result["conditional"]["params"] < 1e-6
+  # The metrics' generator + feature network, sharded over 4 devices, gives the features
+  # of one device.
+  assert result["metrics_features"] < 1e-5
   # Per-device BatchNorm normalises each device's 2 images by their own statistics: it runs,
   # and the parameters part from the single-device run by far more than rounding.
   assert result["per_device_batchnorm"]["finite"]

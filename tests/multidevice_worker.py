@@ -52,8 +52,22 @@ def max_abs_diff(a, b):
   return max(float(np.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+def generated_features(config, devices):
+  """Inception-style features of 24 generated images, embedded on a mesh of `devices`."""
+  from jaxgan.metrics import evaluation, networks  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh(devices)
+  gan = families.build(config)
+  state = jax.device_put(state_lib.create_state(config, gan), sharding.replicated(mesh))
+  embed = evaluation.Embedder(networks.build("random"), mesh, batch=8)
+  return evaluation.generated_features(gan, state.g.variables(state.g.params), None, embed,
+                                       24, tuple(config.data.image_size))
+
+
 def main(num_steps):
   out = {"devices": jax.device_count()}
+  config = tiny_config()
+  many, one = generated_features(config, jax.devices()), generated_features(config, jax.devices()[:1])
+  out["metrics_features"] = max_abs_diff([many["pool"], many["logits"]], [one["pool"], one["logits"]])
   images = jax.random.uniform(jax.random.key(3), (8, 16, 16, 3), minval=-1, maxval=1)
   for name, overrides in VARIANTS.items():
     config = tiny_config(**{"train.g_steps": 2, **overrides})

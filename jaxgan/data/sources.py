@@ -14,10 +14,11 @@ epoch) and repeats. Resuming at step k skips k local batches, re-reading that da
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import os
-from typing import Iterator
+from typing import Callable, Iterator
 
 from absl import logging
 import numpy as np
@@ -319,3 +320,42 @@ def host_batches(spec: DataSpec, start_step: int, process_index: int,
     else:
       batches = stored_batches(spec, build_store(spec), start_step, process_index, process_count)
   return check_labels(batches, spec)
+
+
+def reference_set(spec: DataSpec, num: int, batch: int
+                  ) -> tuple[str, Callable[[], tuple[Iterator[np.ndarray], int]]]:
+  """The real images a metric compares against: the first min(num, dataset size) examples
+  of the epoch-0 order at full size, not flipped, in full batches of `batch` (keep the first
+  `count` results: the last batch runs on into the examples that follow). A TFDS split's
+  size is not known in advance: its first `num` examples (repeating when it is smaller).
+
+  Returns:
+    (a key naming the data and its preprocessing: the files with their sizes and times, or
+    the TFDS source; `open()` -> (an iterator of float32 [batch, H, W, C] in [-1, 1], the
+    number of real images)). Nothing is decoded until `open` is called.
+  """
+  spec = dataclasses.replace(spec, flip=False, batch_size=batch,
+                             stages=((0, batch, spec.image_size),))
+  if spec.kind == "tfds":
+    key = store_lib.fingerprint(source=spec.source, data_dir=spec.tfds_data_dir,
+                                size=spec.image_size, policy=spec.resize,
+                                channels=spec.channels, background=spec.background,
+                                version=_PREPROCESS_VERSION)
+  else:
+    if spec.kind == "builtin":
+      builtin.get_renderer(spec.arg)
+    paths = list_images(spec.arg) if spec.kind == "folder" else None
+    key = _cache_name(spec, paths)
+
+  def images(batches, count):
+    for _ in range(0, count, batch):
+      yield next(batches)["image"]
+
+  def open_set():
+    if spec.kind == "tfds":
+      return images(_tfds_batches(spec, 0, 0, 1), num), num
+    store = build_store(dataclasses.replace(spec, cache="memory") if spec.cache == "none"
+                        else spec)
+    count = min(num, len(store))
+    return images(stored_batches(spec, store, 0, 0, 1), count), count
+  return key, open_set

@@ -11,7 +11,8 @@ since the last log, the checkpoint manager, the writer). The default actions are
   Checkpoint   every `checkpoint_every` steps and at the end; never of a non-finite state
 
 and one evaluator per entry of `config.evals` (name -> {type, every, options}), built
-from EVALUATORS, as big_vision builds its evaluators. Adding an action does not mean
+from EVALUATORS, as big_vision builds its evaluators: 'samples' (an extra grid) and
+'metrics' (FID, KID, IS, precision/recall: jaxgan.metrics.evaluation). Adding an action does not mean
 editing the loop: `train_and_evaluate(..., actions=[...])` takes more, and
 `register_evaluator` adds a type that configs can name. The schedule follows clu's
 `periodic_actions` convention (every_steps, every_secs, on_steps).
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 import jax
 import ml_collections
@@ -183,15 +184,48 @@ def _samples_evaluator(ctx: Context, name: str, spec: ml_collections.ConfigDict)
                     tag=f"samples/{name}", path=lambda step: directory / f"step_{step:07d}.png")
 
 
-# type -> (build(ctx, name, spec) -> Action, allowed option names besides type and every)
-EVALUATORS: dict[str, tuple[Callable[..., Action], tuple[str, ...]]] = {
-    "samples": (_samples_evaluator, ("num", "truncation", "ema")),
+def _metrics_evaluator(ctx: Context, name: str, spec: ml_collections.ConfigDict) -> Action:
+  """type 'metrics': FID, KID, Inception Score, precision/recall of generated images against
+  the training data (jaxgan.metrics.evaluation.MetricsEvaluator, which lists the options)."""
+  from jaxgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
+  return evaluation.MetricsEvaluator(ctx, name, spec)
+
+
+def _check_metrics(config: ml_collections.ConfigDict, name: str,
+                   spec: ml_collections.ConfigDict) -> None:
+  from jaxgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
+  evaluation.check_options(config, name, spec)
+
+
+class Evaluator(NamedTuple):
+  """An evaluator type: `build(ctx, name, spec) -> Action`, the option names it takes besides
+  type and every (None: `check` checks the names), and `check(config, name, spec)`, which
+  raises ConfigError for a bad option."""
+  build: Callable[..., Action]
+  options: tuple[str, ...] | None = ()
+  check: Callable[..., None] | None = None
+
+
+EVALUATORS: dict[str, Evaluator] = {
+    "samples": Evaluator(_samples_evaluator, ("num", "truncation", "ema")),
+    "metrics": Evaluator(_metrics_evaluator, None, _check_metrics),
 }
 
 
-def register_evaluator(name: str, build: Callable[..., Action], options: Iterable[str] = ()):
+def register_evaluator(name: str, build: Callable[..., Action],
+                       options: Iterable[str] | None = (),
+                       check: Callable[..., None] | None = None):
   """Adds an evaluator type that `config.evals` entries can name."""
-  EVALUATORS[name] = (build, tuple(options))
+  EVALUATORS[name] = Evaluator(build, None if options is None else tuple(options), check)
+
+
+def check_option_names(name: str, spec: ml_collections.ConfigDict, options: Iterable[str]) -> None:
+  """ConfigError for a key of config.evals.NAME that is not type, every or one of `options`."""
+  allowed = {"type", "every", *options}
+  for key in spec.keys():
+    if key not in allowed:
+      config_lib.fail(f"evals.{name}.{key}", spec[key], f"not an option of evaluator type "
+                      f"{spec.type!r}; its options are {', '.join(sorted(allowed))}")
 
 
 def validate_evals(config: ml_collections.ConfigDict) -> None:
@@ -205,13 +239,14 @@ def validate_evals(config: ml_collections.ConfigDict) -> None:
     if "every" not in spec:
       config_lib.fail(field, spec.to_dict(), "expected an 'every' (steps between runs)")
     config_lib.check_positive(config, f"{field}.every")
-    allowed = {"type", "every", *EVALUATORS[spec.type][1]}
-    for key in spec.keys():
-      if key not in allowed:
-        config_lib.fail(f"{field}.{key}", spec[key], f"not an option of evaluator type "
-                        f"{spec.type!r}; its options are {', '.join(sorted(allowed))}")
+    evaluator = EVALUATORS[spec.type]
+    if evaluator.options is not None:
+      check_option_names(name, spec, evaluator.options)
+    if evaluator.check is not None:
+      evaluator.check(config, name, spec)
 
 
 def evaluators(ctx: Context) -> list[Action]:
   """One action per entry of `config.evals`."""
-  return [EVALUATORS[spec.type][0](ctx, name, spec) for name, spec in ctx.config.evals.items()]
+  return [EVALUATORS[spec.type].build(ctx, name, spec)
+          for name, spec in ctx.config.evals.items()]
