@@ -10,11 +10,11 @@ A class-conditional generator draws a per-class grid: one row per class (every c
 those of --labels), the same seeds (--seeds, or 0..num-1 with --num default 8) in each row;
 an interpolation uses the first of --labels (default class 0).
 
-Loads the latest checkpoint (or --step), with the EMA generator when the run kept one
-(--noema for the trained parameters). Seed s always gives the same image for a given
-checkpoint; the training grids show seeds 0..num_samples-1. A growing model (ProGAN)
-samples at the resolution its checkpoint had reached, the grid upscaled to the final size
-(--separate_dir keeps the native size).
+Loads the latest checkpoint (or --step; --best: the checkpoint a 'metrics' evaluator kept),
+with the EMA generator when the run kept one (--noema for the trained parameters). Seed s
+always gives the same image for a given checkpoint; the training grids show seeds
+0..num_samples-1. A growing model (ProGAN) samples at the resolution its checkpoint had
+reached, the grid upscaled to the final size (--separate_dir keeps the native size).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ _NROW = flags.DEFINE_integer("nrow", None, "Images per row of the grid; default 
 _OUT = flags.DEFINE_string("out", "samples.png", "The grid PNG to write.")
 _SEPARATE = flags.DEFINE_string("separate_dir", "", "Also write one PNG per image here.")
 _EMA = flags.DEFINE_bool("ema", True, "Use the EMA generator when the run kept one.")
+_BEST = flags.DEFINE_bool("best", False, "Use the kept checkpoint of the best metric value "
+                          "(WORKDIR/best/, from a 'metrics' evaluator) instead of the latest.")
 _SUMMARY = flags.DEFINE_bool("summary", False, "Only rewrite WORKDIR/losses.png and "
                              "WORKDIR/samples.gif from the metrics and sample grids.")
 flags.mark_flag_as_required("workdir")
@@ -63,7 +65,7 @@ def write_samples(workdir: str, out: str, *, seeds: Sequence[int] | None = None,
                   truncation: float | None = None,
                   interpolate: tuple[int, int] | None = None, frames: int = 10,
                   nrow: int | None = None, step: int | None = None, ema: bool = True,
-                  separate_dir: str = "") -> str:
+                  separate_dir: str = "", best: bool = False) -> str:
   """Loads the generator of `workdir` and writes a grid of samples or an interpolation.
 
   Returns:
@@ -73,7 +75,7 @@ def write_samples(workdir: str, out: str, *, seeds: Sequence[int] | None = None,
   from jaxgan import checkpointing, images, sampling  # pylint: disable=g-import-not-at-top
   checkpointing.quiet_orbax_info_logs()
 
-  gen = sampling.load_generator(workdir, step=step, ema=ema)
+  gen = sampling.load_generator(workdir, step=step, ema=ema, best=best)
   latent_dim, conditional = gen.config.model.latent_dim, gen.gan.conditional
   if labels is not None and not conditional:
     raise ValueError(f"--labels: the generator of {workdir} is unconditional "
@@ -130,8 +132,8 @@ def main(argv):
         _WORKDIR.value, _OUT.value, seeds=seeds, num=_NUM.value, labels=labels,
         truncation=_TRUNCATION.value, interpolate=tuple(pair) if pair else None,
         frames=_FRAMES.value, nrow=_NROW.value, step=_STEP.value, ema=_EMA.value,
-        separate_dir=_SEPARATE.value)
-  except ValueError as e:  # A bad label, seed or truncation: the message says which.
+        separate_dir=_SEPARATE.value, best=_BEST.value)
+  except (ValueError, FileNotFoundError) as e:  # A bad label, seed, truncation or checkpoint.
     raise app.UsageError(str(e)) from e
   logging.info("%s", message)
 
