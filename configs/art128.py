@@ -15,6 +15,11 @@ The project's faster-G variants (G at 4e-4 or 8e-4, D at 2e-4):
 Its second stage, spectral normalization and dropout in D (configs/sngan128.py is the
 same with the hinge loss and batch 32):
   ... --config.model.discriminator.norm=spectral --config.model.discriminator.dropout=0.3
+
+Few images (a few hundred)? Augment what D sees, inside the compiled step (DiffAugment):
+  --config.augment.policy=color,translation,cutout
+or adaptively (ADA): --config.augment.policy=flip,rotate90,translation,color,cutout
+  --config.augment.ada=True (jaxgan/training/augment.py).
 """
 
 from jaxgan import config as config_lib

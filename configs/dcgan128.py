@@ -13,6 +13,11 @@ On a folder of images, or a TFDS dataset:
       --config.data.source=folder:/path/to/paintings
   python -m jaxgan.main --config configs/dcgan128.py --workdir runs/celeba \
       --config.data.source=tfds:celeb_a:train
+
+Few images (a few hundred)? Augment what D sees, inside the compiled step (DiffAugment):
+  --config.augment.policy=color,translation,cutout
+or adaptively (ADA): --config.augment.policy=flip,rotate90,translation,color,cutout
+  --config.augment.ada=True (jaxgan/training/augment.py).
 """
 
 from jaxgan import config as config_lib

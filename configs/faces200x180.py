@@ -7,6 +7,11 @@ Run:
   python -m jaxgan.main --config configs/faces200x180.py --workdir runs/faces \
       --config.data.source=folder:/path/to/faces --config.data.resize=resize
   depth 6: --config configs/faces200x180.py:6
+
+Few images (a few hundred)? Augment what D sees, inside the compiled step (DiffAugment):
+  --config.augment.policy=color,translation,cutout
+or adaptively (ADA): --config.augment.policy=flip,rotate90,translation,color,cutout
+  --config.augment.ada=True (jaxgan/training/augment.py).
 """
 
 from jaxgan import config as config_lib

@@ -5,6 +5,11 @@ G mirrors it: Dense -> 10x10x128 -> ConvT 96 (19) -> 64 (38) -> 32 (75) -> 3 (15
 
 Run:
   python -m jaxgan.main --config configs/keras150.py --workdir runs/keras150
+
+Few images (a few hundred)? Augment what D sees, inside the compiled step (DiffAugment):
+  --config.augment.policy=color,translation,cutout
+or adaptively (ADA): --config.augment.policy=flip,rotate90,translation,color,cutout
+  --config.augment.ada=True (jaxgan/training/augment.py).
 """
 
 from jaxgan import config as config_lib

@@ -6,6 +6,10 @@ D: Conv 64, 128, 256, 512 (k5, s2, no pooling) BN LReLU(0.2) -> Dense(1).
 Run (809 sprites, RGBA composited onto white):
   python -m jaxgan.main --config configs/pokemon64.py --workdir runs/pokemon \
       --config.data.source=folder:../shared/data/pokemon
+
+With 809 sprites D memorises the data: configs/pokemon64_diffaug.py is this config with
+DiffAugment (--config.augment.policy=color,translation,cutout); for ADA add
+--config.augment.policy=flip,rotate90,translation,color,cutout --config.augment.ada=True.
 """
 
 from jaxgan import config as config_lib

@@ -77,6 +77,10 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   t.ema_decay = 0.0  # 0 disables the EMA generator
   t.sync_batchnorm = False  # multi-device: BatchNorm statistics over the whole global batch
 
+  # ---- augmentation of every image D sees (jaxgan/training/augment.py) ----
+  from jaxgan.training import augment  # pylint: disable=g-import-not-at-top
+  c.augment = augment.default_config()
+
   c.optim = o = ml_collections.ConfigDict()
   o.g_lr = 1e-4
   o.d_lr = 2e-4
@@ -200,7 +204,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     fail("train.drift", config.train.drift, "expected a weight >= 0 (0: no drift term)")
   if config.train.penalty != "none" and config.train.penalty_weight <= 0:
     fail("train.penalty_weight", config.train.penalty_weight, "expected a positive weight")
-  from jaxgan.training import actions  # pylint: disable=g-import-not-at-top
+  from jaxgan.training import actions, augment  # pylint: disable=g-import-not-at-top
+  augment.validate(config)
   actions.validate_evals(config)
   family.validate(config)
 

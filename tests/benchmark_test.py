@@ -68,20 +68,19 @@ print("JSON " + json.dumps(dict(impl="torch-" + a["--mode"], dtype=a["--dtype"],
 """
 
 
-def test_compare_torch_tables_every_batch_and_dtype(tmp_path):
+def test_compare_torch_tables_every_dtype(tmp_path):
   fake = tmp_path / "fake_python"
   fake.write_text(f"#!{sys.executable}\n" + textwrap.dedent(FAKE_TORCH))
   fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
   out = tmp_path / "cmp.json"
   cmd = [sys.executable, "benchmarks/compare_torch.py", "--torch_python", str(fake),
-         "--batch", "4,8", "--dtype", "float32,bfloat16", "--rounds", "1", "--steps", "1",
+         "--batch", "4", "--dtype", "float32,bfloat16", "--rounds", "1", "--steps", "1",
          "--modes", "jaxgan,eager,compile", f"--json_out={out}", "--device", "cpu",
          *[f"--jaxgan_flag={f}" for f in TINY + ["--peak_size=256"]]]
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads(out.read_text())
-  assert [(r["batch"], r["dtype"]) for r in results] == [
-      (4, "float32"), (4, "bfloat16"), (8, "float32"), (8, "bfloat16")]
+  assert [(r["batch"], r["dtype"]) for r in results] == [(4, "float32"), (4, "bfloat16")]
   for r in results:
     assert r["median_s"]["eager"] == r["batch"] / 1000
     assert r["median_s"]["compile"] == r["batch"] / 2000

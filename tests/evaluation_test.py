@@ -116,6 +116,16 @@ def test_bad_metrics_options_are_config_errors(tmp_path, option, value, message)
     config_lib.validate(config)
 
 
+def test_one_best_checkpoint_per_run(tmp_path):
+  config = metrics_config(tmp_path, 4, metrics="fid")
+  config.evals.fid50k = config.evals.metrics.copy_and_resolve_references()
+  with pytest.raises(config_lib.ConfigError, match="one best checkpoint per run: the 'metrics' "
+                     "entries fid50k, metrics all keep one"):
+    config_lib.validate(config)
+  config.evals.fid50k.keep_best = ""
+  config_lib.validate(config)
+
+
 def test_missing_inception_weights_fail_before_training(tmp_path, monkeypatch):
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
   monkeypatch.setenv("TORCH_HOME", str(tmp_path))

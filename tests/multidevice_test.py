@@ -24,6 +24,11 @@ def test_four_devices_match_one_device():
   assert result["no_batchnorm"]["params"] < 1e-6
   assert result["sync_batchnorm"]["params"] < 1e-6
   assert result["conditional"]["params"] < 1e-6
+  # The augmentation draws per image for the global batch, so 4 devices augment as 1 does;
+  # ADA's p follows the r_t of the whole batch (it moved: 3 steps of 8 images, 50 per unit).
+  assert result["augment_ada"]["params"] < 1e-6
+  p_many, p_one = result["augment_ada"]["p"]
+  assert p_many == p_one
   # The metrics' generator + feature network, sharded over 4 devices, gives the features
   # of one device.
   assert result["metrics_features"] < 1e-5

@@ -27,6 +27,11 @@ VARIANTS = {
     # Class-conditional: fake labels are drawn for the global batch like the noise.
     "conditional": {"model.num_classes": 3, "model.generator.norm": "layer",
                     "model.discriminator.norm": "none"},
+    # Every augmentation op, drawn per image for the global batch, and ADA's p (adjusted
+    # every step from the r_t of all devices).
+    "augment_ada": {"model.generator.norm": "layer", "model.discriminator.norm": "none",
+                    "augment.policy": "flip,rotate90,translation,color,cutout",
+                    "augment.ada": True, "augment.ada_interval": 1, "augment.ada_kimg": 0.05},
 }
 
 
@@ -45,7 +50,8 @@ def train(config, devices, num_steps, images):
     # Block on every step: queuing collective steps on simulated CPU devices can abort
     # with XLA's "Termination timeout for all reduce" (PITFALLS.md).
     jax.block_until_ready(metrics)
-  return jax.device_get((state.g.params, state.d.params, state.g.collections, state.d.collections))
+  return jax.device_get((state.g.params, state.d.params, state.g.collections, state.d.collections,
+                         state.extra.get("augment")))
 
 
 def max_abs_diff(a, b):
@@ -75,6 +81,8 @@ def main(num_steps):
     one = train(config, jax.devices()[:1], num_steps, images)
     out[name] = {"params": max_abs_diff(many[:2], one[:2]),
                  "finite": bool(all(np.isfinite(x).all() for x in jax.tree.leaves(many)))}
+    if many[4] is not None:
+      out[name]["p"] = [float(many[4]["p"]), float(one[4]["p"])]
   print("RESULT " + json.dumps(out))
 
 

@@ -304,6 +304,12 @@ def check_options(config: ml_collections.ConfigDict, name: str,
     config_lib.fail(f"{field}.keep_best", o["keep_best"], f"expected '' (keep none) or one of "
                     f"the values these metrics give: "
                     f"{', '.join(map(repr, sorted(produced & set(BEST))))}")
+  keeping = sorted(n for n, e in config.evals.items()
+                   if e.get("type") == "metrics" and _options(e)["keep_best"])
+  if o["keep_best"] and len(keeping) > 1:
+    config_lib.fail(f"{field}.keep_best", o["keep_best"], f"one best checkpoint per run: the "
+                    f"'metrics' entries {', '.join(keeping)} all keep one; set keep_best='' "
+                    f"in all but one")
 
 
 class MetricsEvaluator(actions.Action):
@@ -388,8 +394,3 @@ class MetricsEvaluator(actions.Action):
       if self._manager is not None:
         self._manager.wait_until_finished()
         self._manager.close()
-
-
-def build_evaluator(ctx: actions.Context, name: str,
-                    spec: ml_collections.ConfigDict) -> MetricsEvaluator:
-  return MetricsEvaluator(ctx, name, spec)

@@ -17,6 +17,7 @@ import optax
 from flax.training import train_state
 
 from jaxgan.families import GAN
+from jaxgan.training import augment
 
 PRNGKey = jax.Array
 
@@ -55,9 +56,14 @@ def make_optimizers(config: ml_collections.ConfigDict):
   return adam(o.g_lr), adam(o.d_lr)
 
 
-def init_extra(gan: GAN) -> dict[str, Any]:
-  """The initial `extra` part of the state for `gan`."""
-  return {} if gan.extra_init is None else {"family": gan.extra_init()}
+def init_extra(gan: GAN, config: ml_collections.ConfigDict | None = None) -> dict[str, Any]:
+  """The initial `extra` part of the state: the family's (GAN.extra_init) and, when
+  config.augment has a policy, the augmentation's p (jaxgan.training.augment)."""
+  extra = {} if gan.extra_init is None else {"family": gan.extra_init()}
+  aug = None if config is None else augment.init_state(config)
+  if aug is not None:
+    extra["augment"] = aug
+  return extra
 
 
 def create_state(config: ml_collections.ConfigDict, gan: GAN,
@@ -77,4 +83,4 @@ def create_state(config: ml_collections.ConfigDict, gan: GAN,
   d = train_state_of(gan.discriminator, d_vars, d_tx)
   g_ema = jax.tree.map(jnp.copy, g.params) if config.train.ema_decay > 0 else None
   return GANState(g=g, d=d, g_ema=g_ema, rng=rng, step=jnp.zeros((), jnp.int32),
-                  extra=init_extra(gan))
+                  extra=init_extra(gan, config))

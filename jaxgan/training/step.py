@@ -30,6 +30,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from jaxgan import families
 from jaxgan.sharding import DATA_AXIS
+from jaxgan.training import augment as augment_lib
 from jaxgan.training import losses as losses_lib
 from jaxgan.training import regularizers as regularizers_lib
 from jaxgan.training.state import GANState, TrainState
@@ -86,6 +87,19 @@ def make_calls(gan: families.GAN, axis_name: str | None, extra: Any = None) -> C
   return Calls(g, d, lambda x: gan.reals(x, extra))
 
 
+def augmented_calls(calls: Calls, policy: tuple[str, ...], p: Array,
+                    axis_name: str | None) -> Calls:
+  """`calls` whose D augments its input first (every call site: reals, fakes, penalties and
+  the G update, which gets the gradients through the augmentation). The augmentation's
+  draws are global rows from the call's key, so they do not depend on the device count."""
+  uniform = lambda k, shape: _local_rows(jax.random.uniform, k, shape, axis_name)  # noqa: E731
+
+  def d(variables, x, labels, key):
+    x = augment_lib.augment(x, jax.random.fold_in(key, 0x61756720), p, policy, uniform)
+    return calls.d(variables, x, labels, key)
+  return calls._replace(d=d)
+
+
 def _noise(key: Array, batch: int, gan: families.GAN, axis_name: str | None):
   """(z, labels) of `batch` rows: normal latents and, when conditional, uniform classes."""
   z = _local_rows(jax.random.normal, key, (batch, gan.latent_dim), axis_name)
@@ -107,11 +121,12 @@ def _regularize(reg: regularizers_lib.Regularizer, step: Array, term: Callable[[
 def d_update(d: TrainState, g: TrainState, real: Array, real_labels: Array | None, key: Array,
              step: Array, *, gan: families.GAN, calls: Calls, loss: losses_lib.GANLoss,
              label_smoothing: float, regularizers: Sequence[regularizers_lib.Regularizer],
-             axis_name: str | None, drift: float = 0.0):
+             axis_name: str | None, drift: float = 0.0, real_sign: bool = False):
   """One discriminator update on `real` and fresh fakes. Returns (d, g_collections, metrics).
 
   `drift` > 0 adds drift * E[D(x)^2] on the real logits (Karras et al. 2018), which keeps a
-  Wasserstein critic's outputs near zero."""
+  Wasserstein critic's outputs near zero. `real_sign` adds the metric 'd/real_sign',
+  E[sign(D(real))] (ADA's overfitting heuristic)."""
   k_z, k_real, k_fake, k_pen, k_pdrop = jax.random.split(key, 5)
   real = calls.reals(real)
   z, fake_labels = _noise(k_z, real.shape[0], gan, axis_name)
@@ -136,6 +151,8 @@ def d_update(d: TrainState, g: TrainState, real: Array, real_labels: Array | Non
       total, aux = total + weighted, {**aux, reg.name: value}
     metrics = {"loss/d": total, "loss/d_real": l_real, "loss/d_fake": l_fake,
                "d/real": real_logits.mean(), "d/fake": fake_logits.mean(), **aux}
+    if real_sign:
+      metrics["d/real_sign"] = jnp.mean(jnp.sign(real_logits))
     return total, (colls, metrics)
 
   grads, (colls, metrics) = jax.grad(loss_fn, has_aux=True)(d.params)
@@ -172,7 +189,8 @@ def train_step(state: GANState, batch: Batch, *, gan: families.GAN, d_steps: int
                ema_decay: float, loss: losses_lib.GANLoss, label_smoothing: float,
                regularizers: Sequence[regularizers_lib.Regularizer] = (),
                axis_name: str | None = None, calls: Calls | None = None,
-               drift: float = 0.0) -> tuple[GANState, Metrics]:
+               drift: float = 0.0, augment: augment_lib.Options | None = None
+               ) -> tuple[GANState, Metrics]:
   """d_steps D updates (one slice of `batch` each), g_steps G updates, the EMA, the extra.
 
   Args:
@@ -188,18 +206,22 @@ def train_step(state: GANState, batch: Batch, *, gan: families.GAN, d_steps: int
     calls: the G and D calls to use everywhere; default `make_calls(gan, axis_name,
       state.extra['family'])`.
     drift: the weight of the drift term on D's real logits (0: none).
+    augment: the augmentation of every image D sees (`jaxgan.training.augment`), with p
+      from state.extra['augment']; None: none.
 
   Returns:
     The new state and a dict of scalar metrics (on device).
   """
   calls = make_calls(gan, axis_name, state.extra.get("family")) if calls is None else calls
+  if augment is not None:
+    calls = augmented_calls(calls, augment.policy, state.extra["augment"]["p"], axis_name)
   d_regs = tuple(r for r in regularizers if r.network == "d")
   g_regs = tuple(r for r in regularizers if r.network == "g")
   rng, key = jax.random.split(state.rng)
   split = lambda x: x.reshape((d_steps, -1) + x.shape[1:])  # noqa: E731
   reals = split(batch["image"])
   labels = split(batch["label"]) if gan.conditional else None
-  g, d, metrics = state.g, state.d, {}
+  g, d, metrics, signs = state.g, state.d, {}, []
   if gan.restart_optimizers is not None:
     restart = gan.restart_optimizers(state.step)
     g, d = _restart_optimizer(g, restart), _restart_optimizer(d, restart)
@@ -207,7 +229,10 @@ def train_step(state: GANState, batch: Batch, *, gan: families.GAN, d_steps: int
     d, g_colls, metrics = d_update(
         d, g, reals[i], None if labels is None else labels[i], jax.random.fold_in(key, i),
         state.step, gan=gan, calls=calls, loss=loss, label_smoothing=label_smoothing,
-        regularizers=d_regs, axis_name=axis_name, drift=drift)
+        regularizers=d_regs, axis_name=axis_name, drift=drift,
+        real_sign=augment is not None and augment.ada)
+    if augment is not None and augment.ada:
+      signs.append(metrics.pop("d/real_sign"))
     g = g.replace(collections=g_colls)
   for j in range(g_steps):
     g, d_colls, g_metrics = g_update(
@@ -224,6 +249,15 @@ def train_step(state: GANState, batch: Batch, *, gan: families.GAN, d_steps: int
   extra = dict(state.extra)
   if gan.extra_update is not None:
     extra["family"] = gan.extra_update(extra["family"], state.step)
+  if augment is not None:
+    if augment.ada:
+      images = reals.shape[0] * reals.shape[1] * (
+          1 if axis_name is None else jax.lax.axis_size(axis_name))
+      extra["augment"], metrics["augment/rt"] = augment_lib.ada_update(
+          extra["augment"], _pmean(jnp.mean(jnp.stack(signs)), axis_name), images,
+          target=augment.target, interval=augment.interval, kimg=augment.kimg,
+          p_max=augment.p_max)
+    metrics["augment/p"] = extra["augment"]["p"]
   state = GANState(g=g, d=d, g_ema=g_ema, rng=rng, step=state.step + 1, extra=extra)
   return state, _pmean(metrics, axis_name)
 
@@ -241,7 +275,8 @@ def step_options(config: ml_collections.ConfigDict, gan: families.GAN | None = N
   return dict(gan=families.build(config) if gan is None else gan, d_steps=t.d_steps,
               g_steps=t.g_steps, ema_decay=t.ema_decay, loss=losses_lib.get_loss(t.loss),
               label_smoothing=t.label_smoothing, drift=float(t.drift),
-              regularizers=regularizers_lib.from_config(config))
+              regularizers=regularizers_lib.from_config(config),
+              augment=augment_lib.options(config))
 
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh, *, donate: bool = True,
