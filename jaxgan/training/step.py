@@ -4,17 +4,18 @@ EMA and the state's extra part, as one compiled program, for any model family.
 `train_step` is a pure per-device function `(state, batch) -> (state, metrics)` that knows
 the networks only through the family interface (`jaxgan.families.base.GAN`): one `Calls`
 pair is used at every call site, so G is called by `calls.g` and D by `calls.d` for reals,
-fakes, penalties and the G update alike, and a wrapper of `calls.d` (augmentation, say)
-applies everywhere at once. Non-parameter collections are carried generically.
+fakes, penalties and the G update alike, and a wrapper of `calls.d` applies everywhere at
+once: `augmented_calls` augments every image D sees (config.augment, with ADA's p in the
+state's extra part). Non-parameter collections are carried generically.
 `make_train_step` binds the config's static choices and wraps the step in `jax.shard_map`
 over the mesh's 'data' axis (each device takes its slice of the batch, gradients and
 metrics are averaged over devices) and `jax.jit` with the state donated.
 
 Randomness: every update draws fresh noise (and, when conditional, fake labels uniformly
-over the classes) from the state's key. Noise, labels and penalty interpolation weights
-are drawn for the whole global batch from the replicated key and each device keeps its own
-rows, so devices see different noise and the result does not depend on how many devices
-share the batch; dropout keys are folded with the device index.
+over the classes) from the state's key. Noise, labels, penalty interpolation weights and
+the augmentation's parameters are drawn for the whole global batch from the replicated key
+and each device keeps its own rows, so devices see different noise and the result does not
+depend on how many devices share the batch; dropout keys are folded with the device index.
 """
 
 from __future__ import annotations
