@@ -261,4 +261,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from jaxgan import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main, __name__, __doc__, required=("config",))

@@ -30,7 +30,7 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   default is the 128x128 hobby DCGAN, see configs/dcgan128.py)."""
   from jaxgan import families  # pylint: disable=g-import-not-at-top
   c = ml_collections.ConfigDict()
-  c.seed = 0
+  c.seed = 0  # seeds the initialisation, the noise and the data order
 
   # ---- data (jaxgan/input_pipeline.py) ----
   c.data = d = ml_collections.ConfigDict()
@@ -41,7 +41,7 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   d.resize = "center_crop"  # one of RESIZE_POLICIES
   d.background = (255, 255, 255)  # RGBA images are composited onto this colour
   d.flip = True  # random horizontal flip
-  d.shuffle_buffer = 10_000
+  d.shuffle_buffer = 10_000  # TFDS shuffle buffer (folder and builtin data use full permutations)
   d.cache = "memory"  # 'memory', 'none' or a directory path for an on-disk cache
   d.tfds_data_dir = ""  # '' = TFDS default
   d.tfds_image_key = ""  # '' = find the image feature automatically
@@ -55,7 +55,7 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   # ---- model (jaxgan/families): the shared fields, then the family's own ----
   c.model = m = ml_collections.ConfigDict()
   m.family = family  # one of jaxgan.families.FAMILIES
-  m.latent_dim = 100
+  m.latent_dim = 100  # size of G's noise vector z
   m.num_classes = 0  # > 0: class-conditional G and D, labels from the data (data.labels)
   m.dtype = "float32"  # computation dtype; parameters stay float32
   m.upsample_impl = "auto"  # how transposed convolutions are computed, see jaxgan/kernels
@@ -65,15 +65,15 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   c.train = t = ml_collections.ConfigDict()
   t.batch_size = 32  # global batch of one D or G update
   t.num_steps = 20_000  # one step = d_steps D updates + g_steps G updates
-  t.d_steps = 1
-  t.g_steps = 2
+  t.d_steps = 1  # D updates per step, each on its own real batch
+  t.g_steps = 2  # G updates per step
   t.loss = "non_saturating"  # see jaxgan/losses.py
   t.label_smoothing = 0.0  # one-sided: real target 1 - label_smoothing (non_saturating, minimax)
   t.drift = 0.0  # drift term weight: + drift * E[D(x)^2] on real logits (ProGAN: 0.001)
   t.penalty = "none"  # 'none', 'wgan_gp', 'r1', 'dragan'; see jaxgan/regularizers.py
-  t.penalty_weight = 10.0
+  t.penalty_weight = 10.0  # weight of train.penalty in D's loss
   t.penalty_every = 1  # lazy regularization: every N steps, with the weight times N (StyleGAN2)
-  t.allow_batchnorm_with_penalty = False
+  t.allow_batchnorm_with_penalty = False  # gradient penalties are per sample: BatchNorm in D breaks them
   t.ema_decay = 0.0  # 0 disables the EMA generator
   t.sync_batchnorm = False  # multi-device: BatchNorm statistics over the whole global batch
 
@@ -82,18 +82,18 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   c.augment = augment.default_config()
 
   c.optim = o = ml_collections.ConfigDict()
-  o.g_lr = 1e-4
-  o.d_lr = 2e-4
-  o.b1 = 0.5
-  o.b2 = 0.999
+  o.g_lr = 1e-4  # G's Adam learning rate
+  o.d_lr = 2e-4  # D's Adam learning rate
+  o.b1 = 0.5  # Adam beta1 of both networks
+  o.b2 = 0.999  # Adam beta2 of both networks
   o.eps = 1e-7  # Keras' Adam epsilon (the hobby project is Keras)
 
   # ---- the loop (jaxgan/training/loop.py, jaxgan/training/actions.py) ----
-  c.log_every = 50
+  c.log_every = 50  # steps between console lines and metrics.jsonl records
   c.log_every_secs = 60.0  # also log when this long has passed since the last log; 0: off
-  c.sample_every = 500
-  c.checkpoint_every = 1000
-  c.max_to_keep = 3
+  c.sample_every = 500  # steps between sample grids
+  c.checkpoint_every = 1000  # steps between checkpoints (and one at the end)
+  c.max_to_keep = 3  # checkpoints kept; older ones are deleted
   c.num_samples = 64  # images in a sample grid
   # Evaluators run on their own schedule (jaxgan/training/actions.py): name -> ConfigDict
   # with `type` (one of actions.EVALUATORS), `every` (steps) and the type's options.
@@ -214,3 +214,127 @@ def images_per_step(config: ml_collections.ConfigDict) -> int:
   """Real images consumed by one training step (one batch per D update)."""
   return config.train.batch_size * config.train.d_steps
 
+
+
+# ---- field documentation (for --help) -------------------------------------------------------
+
+def _comments(source: str) -> dict[int, str]:
+  """Line number -> the text of the comment on that line (1-based)."""
+  import io  # pylint: disable=g-import-not-at-top
+  import tokenize  # pylint: disable=g-import-not-at-top
+  out = {}
+  for token in tokenize.generate_tokens(io.StringIO(source).readline):
+    if token.type == tokenize.COMMENT:
+      out[token.start[0]] = token.string.lstrip("#").strip()
+  return out
+
+
+def _expand_names(doc: str, names: dict) -> str:
+  """'one of NORMS' -> "one of 'batch', 'layer', ..." for the tuples of constants it names."""
+  import re  # pylint: disable=g-import-not-at-top
+
+  def value(match):
+    v = names.get(match.group(0))
+    return ", ".join(map(repr, v)) if isinstance(v, tuple) and v and all(
+        isinstance(x, str) for x in v) else match.group(0)
+  return re.sub(r"\b[A-Z][A-Z_]{2,}\b", value, doc)
+
+
+def _schema_docs(fn, root: str) -> dict[str, str]:
+  """'a.b' -> the comment documenting field a.b in the schema function `fn`.
+
+  `fn` builds a ConfigDict by attribute assignments (`c.data = d = ConfigDict()`,
+  `d.source = 'builtin:shapes'  # what it means`); a field's meaning is the comment on its
+  line, else the comment lines right above it. The first `NAME = ConfigDict()` names the
+  root, which stands for `root` ('' for the whole config, 'model' for a family's fields).
+  """
+  import ast  # pylint: disable=g-import-not-at-top
+  import inspect  # pylint: disable=g-import-not-at-top
+  import textwrap  # pylint: disable=g-import-not-at-top
+  source = textwrap.dedent(inspect.getsource(fn))
+  comments, lines = _comments(source), source.splitlines()
+  aliases: dict[str, str] = {}
+  docs: dict[str, str] = {}
+
+  def path_of(node) -> str | None:
+    if isinstance(node, ast.Name):
+      return aliases.get(node.id)
+    if isinstance(node, ast.Attribute):
+      base = path_of(node.value)
+      return None if base is None else f"{base}.{node.attr}".lstrip(".")
+    return None
+
+  for node in ast.walk(ast.parse(source)):
+    if not isinstance(node, ast.Assign):
+      continue
+    value_is_dict = (isinstance(node.value, ast.Call)
+                     and getattr(node.value.func, "attr", "") == "ConfigDict"
+                     and not node.value.args)
+    if not aliases and value_is_dict and isinstance(node.targets[0], ast.Name):
+      aliases[node.targets[0].id] = root
+      continue
+    paths = [path_of(t) for t in node.targets if isinstance(t, ast.Attribute)]
+    for target in node.targets:
+      if isinstance(target, ast.Name) and paths and paths[0] is not None:
+        aliases[target.id] = paths[0]
+    for path in paths:
+      if path is None:
+        continue
+      doc = " ".join(comments[n] for n in range(node.lineno, node.end_lineno + 1)
+                     if n in comments)
+      doc = _expand_names(doc, fn.__globals__)
+      if not doc:  # the comment block right above
+        above, n = [], node.lineno - 1
+        while n >= 1 and n in comments and lines[n - 1].strip().startswith("#"):
+          above.insert(0, comments[n])
+          n -= 1
+        doc = _expand_names(" ".join(a for a in above if not a.startswith("----")),
+                            fn.__globals__)
+      docs[path] = doc
+  return docs
+
+
+def field_docs(family: str = "dcgan") -> dict[str, str]:
+  """'data.source' -> its one-line meaning, for every field of default_config(family)."""
+  from jaxgan import families  # pylint: disable=g-import-not-at-top
+  from jaxgan.training import augment  # pylint: disable=g-import-not-at-top
+  docs = _schema_docs(default_config, "")
+  docs.update(_schema_docs(augment.default_config, "augment"))
+  docs.update(_schema_docs(type(families.get(family)).model_config, "model"))
+  return docs
+
+
+def describe_fields(width: int = 100) -> str:
+  """Every config field with its default and meaning: the shared fields, then each family's
+  own model fields (the text `--help` prints)."""
+  from jaxgan import families  # pylint: disable=g-import-not-at-top
+  import textwrap  # pylint: disable=g-import-not-at-top
+
+  def flat(tree, prefix=""):
+    for key, value in tree.items():
+      if isinstance(value, ml_collections.ConfigDict):
+        yield from flat(value, f"{prefix}{key}.")
+      else:
+        yield f"{prefix}{key}", value
+
+  def rows(items, docs):
+    out = []
+    for field, value in items:
+      out.append(f"  {field} = {value!r}")
+      if docs.get(field):
+        out += textwrap.wrap(docs[field], width, initial_indent="      ",
+                             subsequent_indent="      ")
+    return out
+
+  shared = [(f, v) for f, v in flat(default_config())
+            if not f.startswith("model.") or f.split(".")[1] in SHARED_MODEL_FIELDS]
+  parts = ["Config fields: --config.FIELD=VALUE overrides one; shown with the schema's",
+           "defaults (jaxgan/config.py), which a config file changes.", "",
+           *rows(shared, field_docs())]
+  for name in families.FAMILIES:
+    config = default_config(name)
+    own = [(f, v) for f, v in flat(config.model, "model.")
+           if f.split(".")[1] not in SHARED_MODEL_FIELDS]
+    parts += ["", f"Fields of model.family={name!r} (jaxgan/families/{name}.py):",
+              *rows(own, field_docs(name))]
+  return "\n".join(parts)

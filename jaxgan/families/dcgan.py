@@ -189,25 +189,25 @@ class DCGAN(Family):
     g.project_norm_act = False  # norm + activation after the projection
     g.features = (128, 64)  # channels of the hidden upsampling layers
     g.strides = (2, 2, 1)  # one per hidden layer plus one for the output layer
-    g.kernel_size = 5
+    g.kernel_size = 5  # transposed-conv kernel size
     g.norm = "batch"  # one of NORMS
     g.activation = "relu"  # one of ACTIVATIONS
-    g.leaky_alpha = 0.2
-    g.dropout = 0.0
+    g.leaky_alpha = 0.2  # negative slope of leaky_relu
+    g.dropout = 0.0  # dropout rate after each hidden layer
     g.init = "default"  # one of INITS
-    g.use_bias = True
+    g.use_bias = True  # biases in the (transposed) convolutions
 
     m.discriminator = d = ml_collections.ConfigDict()
-    d.features = (64, 128)
-    d.strides = (4, 2)
-    d.kernel_size = 5
-    d.norm = "batch"
+    d.features = (64, 128)  # channels of D's conv layers
+    d.strides = (4, 2)  # one per conv layer
+    d.kernel_size = 5  # conv kernel size
+    d.norm = "batch"  # one of NORMS
     d.first_layer_norm = True  # Radford's D has no norm on its first layer
-    d.activation = "leaky_relu"
-    d.leaky_alpha = 0.2
-    d.dropout = 0.0
-    d.init = "default"
-    d.use_bias = True
+    d.activation = "leaky_relu"  # one of ACTIVATIONS
+    d.leaky_alpha = 0.2  # negative slope of leaky_relu
+    d.dropout = 0.0  # dropout rate after each conv layer
+    d.init = "default"  # one of INITS
+    d.use_bias = True  # biases in the convolutions
     return m
 
   def validate(self, config: ml_collections.ConfigDict) -> None:

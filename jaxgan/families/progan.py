@@ -408,8 +408,8 @@ class ProGAN(Family):
     """Defaults: the paper's networks and schedule (configs/progan256.py)."""
     m = ml_collections.ConfigDict()
     m.fmap_base = 8192  # channels of level l: min(fmap_base / 2^(l + 1), fmap_max)
-    m.fmap_max = 512
-    m.leaky_alpha = 0.2
+    m.fmap_max = 512  # the most channels of any level
+    m.leaky_alpha = 0.2  # negative slope of the leaky ReLUs in G and D
     m.mbstd_group = 4  # images per minibatch-stddev group (at most; a divisor of the batch)
     m.fade_images = 800_000  # real images shown while a level fades in
     m.stable_images = 800_000  # real images shown while a level is stabilised
