@@ -182,6 +182,9 @@ class DataIterator:
       prefetch: batches placed ahead of the consumer; 0 places them on demand.
     """
     self._batches, self._place = batches, place
+    # The dataset, when the source tells (jaxgan.data.sources.Batches).
+    self.num_examples = getattr(batches, "num_examples", None)
+    self.skipped = tuple(getattr(batches, "skipped", ()))
     self._step = int(start_step)
     self._closed = False
     self._failure = None

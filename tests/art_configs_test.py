@@ -82,6 +82,6 @@ def test_tiny_progan_smoke_on_wikiart_through_the_entry_point(paintings, tmp_pat
                     "--config.train.num_steps=10", config=ROOT / "configs" / "progan_tiny.py")
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Step 8: stage 8x8." in result.stderr
-  assert "8x8 fade-in alpha 0.250" in result.stderr
+  assert "| 8x8 fade-in 0.250, 80 img" in result.stderr
   records = workdir_lib.read_metrics(tmp_path / "metrics.jsonl")
   assert records[-1]["step"] == 10 and records[-1]["family/level"] == 1

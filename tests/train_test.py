@@ -315,6 +315,24 @@ def test_every_config_file_is_valid_and_dcgan128_is_the_hobby_recipe():
 def test_progress_line_and_durations():
   assert [train.format_duration(s) for s in (12, 245, 3 * 3600 + 720, 2 * 86400 + 3 * 3600)] == [
       "12s", "4m 05s", "3h 12m", "2d 03h"]
-  line = train.format_progress(50, 20_000, 0.07, 2.24, {"loss/g": 0.7, "loss/d": 1.25})
-  assert line == ("step 50/20000 | 0.07 steps/s | 2.24 img/s | ETA 3d 07h | loss/d 1.25 "
-                  "loss/g 0.7")
+  eta = train.remaining_seconds(50, 20_000, 0.07, families.stages(load_config()))
+  line = train.format_progress(50, 20_000, 714.0, 0.07, eta, {"loss/g": 0.7, "loss/d": 1.25,
+                                                               "d/real": 0.3})
+  assert line == "step 50/20000 0.2% | 11m 54s | 14.3 s/step | ETA 3d 07h | D 1.25 G 0.7"
+  fast = train.format_progress(19_999, 20_000, 86_000, 12.5, 0.08, {},
+                               where="level 6 (256x256), fading in " + "x" * 80)
+  # Too long: the elapsed time goes, then the family's state is shortened.
+  assert len(fast) == 100 and fast.startswith(
+      "step 19999/20000 100.0% | 12.5 steps/s | ETA 0s | level 6 (256x256")
+  assert fast.endswith("...")
+  fits = train.format_progress(5, 48, 3.0, 2.0, 21.0, {"loss/d": 1.5}, where="8x8 stable, 40 img")
+  assert fits == "step 5/48 10.4% | 3s | 2 steps/s | ETA 21s | D 1.5 | 8x8 stable, 40 img"
+
+
+def test_eta_of_a_growing_model_weights_later_stages_by_their_cost():
+  """ProGAN: the steps of a later, larger stage count by images x pixels per step."""
+  stages = [families.Stage(0, 16, (4, 4, 3)), families.Stage(10, 16, (8, 8, 3)),
+            families.Stage(30, 8, (16, 16, 3))]
+  # At step 5 of stage 0 (1 step/s): 5 more of its steps, 20 of 4x its cost, 10 of 8x.
+  assert train.remaining_seconds(5, 40, 1.0, stages) == 5 + 20 * 4 + 10 * 8
+  assert train.remaining_seconds(35, 40, 2.0, stages) == 2.5

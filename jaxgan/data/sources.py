@@ -97,6 +97,25 @@ def _labels(spec: DataSpec, paths: list[str] | None) -> np.ndarray | None:
   return labels
 
 
+class Batches:
+  """An iterator of host batches that knows its dataset: `num_examples` (None when the
+  source does not say, TFDS) and `skipped` (names of files that could not be decoded)."""
+
+  def __init__(self, batches: Iterator[Batch], num_examples: int | None,
+               skipped: tuple[str, ...] = ()):
+    self._batches, self.num_examples, self.skipped = batches, num_examples, tuple(skipped)
+
+  def __iter__(self) -> Batches:
+    return self
+
+  def __next__(self) -> Batch:
+    return next(self._batches)
+
+  def close(self) -> None:
+    if hasattr(self._batches, "close"):
+      self._batches.close()
+
+
 def check_labels(batches: Iterator[Batch], spec: DataSpec) -> Iterator[Batch]:
   """Passes batches through, raising ValueError on a label outside [0, num_classes)."""
   for batch in batches:
@@ -211,12 +230,13 @@ def stored_batches(spec: DataSpec, store: store_lib.ImageStore, start_step: int,
 
 
 def _decoded_batches(spec: DataSpec, start_step: int, process_index: int,
-                     process_count: int) -> Iterator[Batch]:
+                     process_count: int) -> Batches:
   """Like `stored_batches`, but decoding the examples of every batch again (cache='none')."""
   paths = list_images(spec.arg) if spec.kind == "folder" else None
-  labels = None
+  labels, skipped = None, ()
   if paths is not None:  # Find the decodable files first: the order is over those.
     _, kept = _decode_all(spec, paths, keep=False)
+    skipped = tuple(sorted(set(paths) - {paths[i] for i in kept}))
     paths = [paths[i] for i in kept]
     labels = _labels(spec, paths)
   num = len(paths) if paths is not None else spec.builtin_size
@@ -238,7 +258,7 @@ def _decoded_batches(spec: DataSpec, start_step: int, process_index: int,
       if labels is not None:
         batch["label"] = labels[np.array([int(i) for i, _ in pairs], np.int64)]
       yield batch
-  return batches()
+  return Batches(batches(), num, skipped)
 
 
 def _tfds_batches(spec: DataSpec, start_step: int, process_index: int,
@@ -293,7 +313,7 @@ def _tfds_batches(spec: DataSpec, start_step: int, process_index: int,
 
 
 def host_batches(spec: DataSpec, start_step: int, process_index: int,
-                 process_count: int) -> Iterator[Batch]:
+                 process_count: int) -> Batches:
   """This process's local batches, from global batch `start_step` on.
 
   The source is opened (and, if cached, decoded) before this returns, so a bad path or
@@ -306,20 +326,22 @@ def host_batches(spec: DataSpec, start_step: int, process_index: int,
     process_count: number of processes (divides spec.batch_size).
 
   Returns:
-    An infinite iterator of {'image': float32 [B/P, H, W, C] in [-1, 1], 'label': int32
-    [B/P] (sources with labels)}.
+    An infinite `Batches` of {'image': float32 [B/P, H, W, C] in [-1, 1], 'label': int32
+    [B/P] (sources with labels)}, with the dataset's size and skipped files.
   """
   hide_gpus_from_tf()
   if spec.kind == "tfds":
-    batches = _tfds_batches(spec, start_step, process_index, process_count)
+    batches = Batches(_tfds_batches(spec, start_step, process_index, process_count), None)
   else:
     if spec.kind == "builtin":
       builtin.get_renderer(spec.arg)  # Fails early for an unknown name.
     if spec.cache == "none":
       batches = _decoded_batches(spec, start_step, process_index, process_count)
     else:
-      batches = stored_batches(spec, build_store(spec), start_step, process_index, process_count)
-  return check_labels(batches, spec)
+      store = build_store(spec)
+      batches = Batches(stored_batches(spec, store, start_step, process_index, process_count),
+                        len(store), store.skipped)
+  return Batches(check_labels(batches, spec), batches.num_examples, batches.skipped)
 
 
 def reference_set(spec: DataSpec, num: int, batch: int

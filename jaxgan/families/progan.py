@@ -328,8 +328,8 @@ class ProGANNetworks(GAN):
   def describe(self, extra) -> str:
     r = START_RESOLUTION * 2 ** int(extra["level"])
     alpha = float(extra["alpha"])
-    phase = f"fade-in alpha {alpha:.3f}" if alpha < 1 else "stable"
-    return f"{r}x{r} {phase}, {_count(int(extra['images']))} images shown"
+    phase = f"fade-in {alpha:.3f}" if alpha < 1 else "stable"
+    return f"{r}x{r} {phase}, {_count(int(extra['images']))} img"
 
   def reals(self, x, extra=None):
     """During a fade: (1 - alpha) * upsample(avgpool(x)) + alpha * x."""

@@ -77,6 +77,8 @@ class Context:
   acc: Any = None  # metrics summed on the device since the last log (by the loop)
   last_saved: int | None = None
   stage: Any = None  # the jaxgan.families.Stage of the current step; `gan` is its networks
+  started: float = 0.0  # time.perf_counter() when the first step was dispatched
+  clock: tuple[int, float] = (0, 0.0)  # (step, time) the current stage's rate counts from
 
 
 class Action:

@@ -52,7 +52,8 @@ from jaxgan.training import step as step_lib
 Metrics = dict[str, jax.Array]
 # Every step is logged at first, so that progress shows before the first `log_every`.
 LOG_FIRST_STEPS = 5
-_LOSS_ORDER = ("loss/d", "loss/d_real", "loss/d_fake", "loss/g", "d/real", "d/fake")
+# Console width of a progress line: 100 columns less the log prefix of jaxgan.cli.
+PROGRESS_WIDTH = 89
 
 
 class NonFiniteError(RuntimeError):
@@ -144,27 +145,49 @@ def format_duration(seconds: float) -> str:
   return f"{m}m {s % 60:02d}s" if m else f"{s}s"
 
 
-def format_progress(step: int, num_steps: int, steps_per_s: float, images_per_s: float,
-                    metrics: dict[str, float]) -> str:
-  """One console line: step, rates, time remaining and the latest losses."""
-  eta = (num_steps - step) / steps_per_s if steps_per_s > 0 else float("inf")
-  keys = [k for k in _LOSS_ORDER if k in metrics] + sorted(set(metrics) - set(_LOSS_ORDER))
-  values = " ".join(f"{k} {metrics[k]:.4g}" for k in keys)
-  return (f"step {step}/{num_steps} | {steps_per_s:.3g} steps/s | {images_per_s:.3g} img/s | "
-          f"ETA {format_duration(eta)} | {values}")
+def format_rate(steps_per_s: float) -> str:
+  """'2.41 steps/s' or '7.28 s/step'."""
+  if not steps_per_s > 0:
+    return "? steps/s"
+  return f"{steps_per_s:.3g} steps/s" if steps_per_s >= 1 else f"{1 / steps_per_s:.3g} s/step"
 
 
-class _Rate:
-  """Steps per second between consecutive calls."""
+def format_progress(step: int, num_steps: int, elapsed_s: float, steps_per_s: float,
+                    eta_s: float, metrics: dict[str, float], where: str = "",
+                    width: int = 100) -> str:
+  """One console line of at most `width` characters: step and percentage, time elapsed,
+  the rate, the time remaining, D's and G's losses, and the family's state (`where`; when
+  the line is too long the elapsed time goes first, then `where` is shortened); every metric
+  (images/s too) is in metrics.jsonl and TensorBoard."""
+  losses = " ".join(f"{label} {metrics[key]:.3g}" for key, label in
+                    (("loss/d", "D"), ("loss/g", "G")) if key in metrics)
+  parts = [f"step {step}/{num_steps} {100 * step / num_steps:.1f}%", format_duration(elapsed_s),
+           format_rate(steps_per_s), f"ETA {format_duration(eta_s)}", losses]
+  line = " | ".join(p for p in parts if p)
+  if where and len(line) + 3 + len(where) > width:  # the family's state before the elapsed time
+    line = " | ".join(p for i, p in enumerate(parts) if p and i != 1)
+  if where:
+    room = width - len(line) - 3
+    if room >= 8:
+      line += " | " + (where if len(where) <= room else where[:room - 3] + "...")
+  return line[:width]
 
-  def __init__(self, step: int):
-    self._step, self._time = step, time.perf_counter()
 
-  def update(self, step: int) -> float:
-    now = time.perf_counter()
-    rate = (step - self._step) / max(now - self._time, 1e-9)
-    self._step, self._time = step, now
-    return rate
+def remaining_seconds(step: int, num_steps: int, steps_per_s: float,
+                      stages: Sequence[families.Stage]) -> float:
+  """Seconds to num_steps at `steps_per_s`, the rate of the current stage; a later stage's
+  steps are weighted by its images x pixels per step relative to the current one's (a
+  growing model's steps get slower), an estimate until that stage is measured."""
+  if not steps_per_s > 0:
+    return float("inf")
+  index = families.stage_index(stages, step)
+  cost = lambda s: s.batch_size * s.image_shape[0] * s.image_shape[1]  # noqa: E731
+  ends = [s.start for s in stages[1:]] + [num_steps]
+  weighted = 0.0
+  for i in range(index, len(stages)):
+    first = step if i == index else stages[i].start
+    weighted += max(0, ends[i] - first) * cost(stages[i]) / cost(stages[index])
+  return weighted / steps_per_s
 
 
 # ---- images ------------------------------------------------------------------------------
@@ -196,33 +219,47 @@ class _RealGrid:
 class LogMetrics(actions_lib.Action):
   """Reads the metrics accumulated on the device, stops on NaN/Inf, writes the scalars and
   the progress line: on the first LOG_FIRST_STEPS steps, every `log_every` steps, when
-  `log_every_secs` have passed, and on the last step."""
+  `log_every_secs` have passed, and on the last step.
 
-  def __init__(self, config: ml_collections.ConfigDict):
-    self._config = config
-    self._rate = None
+  The console's rate is the mean since the end of the current stage's first step
+  (`ctx.clock`, set by the loop after compiling; the first step's one-time start-up is left
+  out), so the ETA holds from the first steps; TensorBoard's perf/steps_per_sec is the rate
+  since the previous log. Lines fit PROGRESS_WIDTH columns after jaxgan.cli's log prefix."""
+
+  def __init__(self, config: ml_collections.ConfigDict, stages: Sequence[families.Stage]):
+    self._config, self._stages = config, stages
+    self._last = None
     self.schedule = actions_lib.Schedule(
         every_steps=config.log_every, every_secs=config.log_every_secs or None,
         on_steps=frozenset({config.train.num_steps}), first=LOG_FIRST_STEPS)
 
-  def begin(self, ctx: actions_lib.Context) -> None:
-    self._rate = _Rate(ctx.start)
-
   def __call__(self, ctx: actions_lib.Context) -> None:
     config = self._config
-    acc_host = _host(ctx.acc)
+    acc_host = _host(ctx.acc)  # Blocks until the step is done: the times below are its end.
     _raise_if_bad(acc_host, ctx.step, ctx.last_saved, ctx.manager.directory)
-    steps_per_s = self._rate.update(ctx.step)
+    now = time.perf_counter()
+    clock_step, clock_time = ctx.clock
+    if ctx.step == clock_step + 1:
+      # The first step of a program also pays its one-time start-up: the rate counts from
+      # its end (its own rate until the next log).
+      ctx.clock = (ctx.step, now)
+    last_step, last_time = self._last if self._last and self._last[0] >= clock_step else (
+        clock_step, clock_time)
+    self._last = (ctx.step, now)
+    recent = (ctx.step - last_step) / max(now - last_time, 1e-9)
+    since = ctx.clock if ctx.step > ctx.clock[0] else (clock_step, clock_time)
+    mean = (ctx.step - since[0]) / max(now - since[1], 1e-9)
     means = {k: float(v) / int(acc_host["count"]) for k, v in acc_host["sum"].items()}
-    images_per_s = steps_per_s * ctx.stage.batch_size * config.train.d_steps
+    images = ctx.stage.batch_size * config.train.d_steps
     extra = _host(ctx.state.extra.get("family", {}))
     family = {f"family/{k}": float(v) for k, v in extra.items() if np.ndim(v) == 0}
-    ctx.writer.write_scalars(ctx.step, {**means, **family, "perf/steps_per_sec": steps_per_s,
-                                        "perf/images_per_sec": images_per_s})
+    ctx.writer.write_scalars(ctx.step, {**means, **family, "perf/steps_per_sec": recent,
+                                        "perf/images_per_sec": recent * images})
     ctx.writer.flush()
-    line = format_progress(ctx.step, config.train.num_steps, steps_per_s, images_per_s, means)
-    where = ctx.gan.describe(extra)
-    logging.info("%s", f"{line} | {where}" if where else line)
+    eta = remaining_seconds(ctx.step, config.train.num_steps, mean, self._stages)
+    logging.info("%s", format_progress(ctx.step, config.train.num_steps, now - ctx.started,
+                                       mean, eta, means, ctx.gan.describe(extra),
+                                       width=PROGRESS_WIDTH))
     ctx.acc = None
 
 
@@ -236,7 +273,7 @@ def _check_finite(ctx: actions_lib.Context) -> None:
 def default_actions(ctx: actions_lib.Context) -> list[actions_lib.Action]:
   """Log, sample grid and checkpoint (in that order on a shared step), then the evaluators."""
   config = ctx.config
-  return [LogMetrics(config),
+  return [LogMetrics(config, families.stages(config)),
           actions_lib.SampleGrid(ctx, every=config.sample_every, num=config.num_samples),
           actions_lib.Checkpoint(config.checkpoint_every, _check_finite),
           *actions_lib.evaluators(ctx)]
@@ -296,6 +333,48 @@ def _compile_step(config, gan, mesh, state, stage: families.Stage):
   return compiled
 
 
+def _count(tree) -> int:
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def startup_summary(config, state: state_lib.GANState, mesh, stages: Sequence[families.Stage],
+                    num_examples: int | None, skipped: Sequence[str], wd) -> list[str]:
+  """The few lines the console shows before compiling: the data (images found, skipped,
+  resolution, epochs the run makes), the devices and mesh, the parameter counts, and the
+  config as its changes from the family's defaults (the full config: WORKDIR/config.py)."""
+  h, w = config.data.image_size
+  colour = "RGB" if config.data.channels == 3 else "grayscale"
+  ends = [s.start for s in stages[1:]] + [config.train.num_steps]
+  images = sum(s.batch_size * config.train.d_steps * max(0, end - s.start)
+               for s, end in zip(stages, ends))
+  if num_examples:
+    found = f"{num_examples:,} images" + (f" ({len(skipped)} files skipped)" if skipped
+                                          else " (none skipped)")
+    epochs = f"{images / num_examples:,.1f} epochs"
+  else:
+    found, epochs = "size unknown", "? epochs"
+  lines = [
+      f"Data: {config.data.source}: {found}, {h}x{w} {colour}; {config.train.num_steps:,} "
+      f"steps, {images:,} images = {epochs}",
+      f"Devices: {distributed.topology(mesh, config.train.batch_size)}",
+      f"Model: {config.model.family}; G {_count(state.g.params):,} parameters, "
+      f"D {_count(state.d.params):,}"]
+  changes = workdir_lib.config_changes(
+      config_lib.default_config(config.model.family).to_dict(), config.to_dict())
+  pairs = [c.split(": ", 1)[0] + "=" + c.split(" -> ", 1)[-1] for c in changes]
+  lines.append(f"Config: {len(pairs)} changes from the {config.model.family} defaults "
+               f"(all fields: {wd.config_py}):")
+  row = "  "
+  for pair in pairs:
+    if len(row) + len(pair) + 2 > 100 and row.strip():
+      lines.append(row.rstrip(", "))
+      row = "  "
+    row += pair + ", "
+  if row.strip():
+    lines.append(row.rstrip(", "))
+  return lines
+
+
 def _step_batch(batch, gan: families.GAN):
   """The arrays of a pipeline batch that the step takes; labels checked when conditional."""
   if not gan.conditional:
@@ -333,8 +412,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   for stage in stages:
     what = f"the batch of stage {stage.name}" if stage.name else "config.train.batch_size"
     sharding.check_batch_divides(stage.batch_size, mesh, what)
-  distributed.log_topology(mesh, config.train.batch_size)
-  logging.info("Config:\n%s", config)
   gan = families.build(config)
   if len(stages) > 1:
     logging.info("Stages: %s.", ", ".join(f"{s.name or i} from step {s.start}"
@@ -359,6 +436,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 if lead else metric_writers.MultiWriter([]))
       it = input_pipeline.create_iterator(config, sharding=sharding.batch_sharding(mesh),
                                           start_step=data_step)
+      for line in startup_summary(config, state, mesh, stages, it.num_examples, it.skipped,
+                                  wd):
+        logging.info("%s", line)
       try:
         stage = stages[families.stage_index(stages, start)]
         ctx = actions_lib.Context(config, wd, mesh, gan.at(stage), manager, writer, lead, start,
@@ -402,6 +482,8 @@ def _loop(ctx: actions_lib.Context, run_actions: list[actions_lib.Action],
   # for all reduce" (docs/pitfalls.md); waiting for each step before the next avoided it.
   block_each_step = jax.default_backend() == "cpu" and jax.device_count() > 1
   logging.info("Training from step %d to %d; workdir %s.", ctx.start, num_steps, wd.root)
+  ctx.started = time.perf_counter()
+  ctx.clock = (ctx.step, ctx.started)
 
   while ctx.step < num_steps and stop.signum is None:
     if index + 1 < len(stages) and ctx.step >= stages[index + 1].start:
@@ -409,6 +491,7 @@ def _loop(ctx: actions_lib.Context, run_actions: list[actions_lib.Action],
       ctx.stage, ctx.gan = stages[index], gan.at(stages[index])
       logging.info("Step %d: stage %s.", ctx.step, ctx.stage.name or index)
       compiled = _compile_step(config, ctx.gan, ctx.mesh, ctx.state, ctx.stage)
+      ctx.clock = (ctx.step, time.perf_counter())  # a new stage: a new rate
     batch = next(it)
     if real is not None and real.add(batch):
       real = None
