@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 
 import jax
-from absl import logging
 from jax.sharding import Mesh
 
 
@@ -67,6 +66,3 @@ def topology(mesh: Mesh, global_batch: int) -> str:
           f"({jax.devices()[0].platform}, {jax.devices()[0].device_kind}); "
           f"mesh {dict(mesh.shape)}; global batch {global_batch} = {global_batch // n} per device")
 
-
-def log_topology(mesh: Mesh, global_batch: int) -> None:
-  logging.info("Topology: %s", topology(mesh, global_batch))
