@@ -11,8 +11,9 @@ generator when it has one (--noema: the trained weights), against the real image
 config's data (or --ref). --images and --ref take a folder of images, an .npz file (its
 'images' array, or its only array: uint8 [N, H, W, C] in 0..255, or floats in [-1, 1]) or
 a data source ('folder:PATH', 'tfds:NAME[:SPLIT]', 'builtin:NAME'); folder images are
-center-cropped to --size (default: the size of the folder's first image). Features of
-folders and sources are cached (--cache_dir), keyed by the files, size, count and network.
+center-cropped to --size (default: a run's resolution, else the size of the folder's first
+image). Features of folders and sources are cached (--cache_dir), keyed by the files, size,
+count and network.
 
 Prints one line per metric, then the values as one JSON object (also written to --json).
 The Inception weights are the pytorch-fid file (see jaxgan/metrics/inception.py and the

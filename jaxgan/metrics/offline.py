@@ -109,6 +109,7 @@ def evaluate(*, workdir: str | None = None, step: str | int | None = None,
     variables, extra = jax.device_put((gen.variables, gen.extra), sharding.replicated(mesh))
     fake = evaluation.generated_features(gen.gan, variables, extra, embed, num,
                                          tuple(gen.config.data.image_size))
+    size = size or tuple(gen.config.data.image_size)  # a --ref folder at the run's resolution
     real = (image_set_features(ref, embed, ref_num, size, cache_dir) if ref else
             evaluation.reference_features(gen.config, embed, ref_num, cache_dir or None))
     result.update(step=gen.step, ema=gen.ema)
