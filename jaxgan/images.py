@@ -31,7 +31,8 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 def upscale(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   """Nearest-neighbour upscaling of [N, h, w, C] to `size` (integer multiples of h and w);
-  the images unchanged when they already have that size."""
+  the images unchanged when they already have that size. Works on numpy and on jax arrays
+  (also inside jit: the factors come from the static shape)."""
   n, h, w, c = images.shape
   if (h, w) == tuple(size):
     return images
@@ -39,7 +40,7 @@ def upscale(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   if fy * h != size[0] or fx * w != size[1]:
     raise ValueError(f"cannot upscale {h}x{w} images to {size[0]}x{size[1]}: expected "
                      f"integer factors")
-  return np.repeat(np.repeat(images, fy, axis=1), fx, axis=2)
+  return images.repeat(fy, axis=1).repeat(fx, axis=2)
 
 
 def grid_shape(num: int, nrow: int | None = None) -> tuple[int, int]:

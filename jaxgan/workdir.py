@@ -114,11 +114,17 @@ def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   return ml_collections.ConfigDict(merged)
 
 
+def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+  """(field, old value, new value) of the leaves that differ, by field; '<absent>' for a
+  field one side lacks. Values as JSON has them (tuples become lists)."""
+  flat_old, flat_new = _flatten(json.loads(json.dumps(old))), _flatten(json.loads(json.dumps(new)))
+  return [(k, flat_old.get(k, "<absent>"), flat_new.get(k, "<absent>"))
+          for k in sorted(set(flat_old) | set(flat_new)) if flat_old.get(k) != flat_new.get(k)]
+
+
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
   """Human-readable 'field: old -> new' lines for the leaves that differ."""
-  flat_old, flat_new = _flatten(json.loads(json.dumps(old))), _flatten(json.loads(json.dumps(new)))
-  return [f"{k}: {flat_old.get(k, '<absent>')!r} -> {flat_new.get(k, '<absent>')!r}"
-          for k in sorted(set(flat_old) | set(flat_new)) if flat_old.get(k) != flat_new.get(k)]
+  return [f"{k}: {a!r} -> {b!r}" for k, a, b in config_diff(old, new)]
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

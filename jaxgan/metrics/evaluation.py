@@ -39,6 +39,7 @@ from absl import logging
 
 from jaxgan import checkpointing
 from jaxgan import config as config_lib
+from jaxgan import images as images_lib
 from jaxgan import sampling
 from jaxgan import sharding
 from jaxgan.data import store as store_lib
@@ -70,13 +71,6 @@ def quantize(images: jax.Array) -> jax.Array:
   """[-1, 1] floats -> the nearest of the 256 levels of an 8-bit image, back in [-1, 1]."""
   levels = jnp.clip(jnp.round((images + 1.0) * 127.5), 0.0, 255.0)
   return levels / 127.5 - 1.0
-
-
-def _to_size(images: jax.Array, size: tuple[int, int]) -> jax.Array:
-  h, w = images.shape[1:3]
-  if (h, w) == tuple(size):
-    return images
-  return jnp.repeat(jnp.repeat(images, size[0] // h, axis=1), size[1] // w, axis=2)
 
 
 class Embedder:
@@ -113,7 +107,8 @@ class Embedder:
 
       def fn(net_variables, g_variables, z, labels, extra):
         images = gan.generate(g_variables, z, labels, train=False, extra=extra)[0]
-        return apply(net_variables, quantize(_to_size(images.astype(jnp.float32), size)))
+        images = images_lib.upscale(images.astype(jnp.float32), size)
+        return apply(net_variables, quantize(images))
       self._generators[key] = jax.jit(fn, out_shardings=self._replicated)
     labels = None if labels is None else self.place(labels)
     return actions.host(self._generators[key](self.variables, g_variables, self.place(z),

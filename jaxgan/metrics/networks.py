@@ -25,6 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan.metrics import inception
+
 
 @dataclasses.dataclass(frozen=True)
 class FeatureNetwork:
@@ -45,7 +47,6 @@ class FeatureNetwork:
 
 
 def _inception(weights: str) -> FeatureNetwork:
-  from jaxgan.metrics import inception  # pylint: disable=g-import-not-at-top
   variables = inception.load_weights(weights)
   return FeatureNetwork("inception", inception.FIDInception().apply, variables,
                         f"fid-inception-{inception.WEIGHTS_SHA256[:16]}")
@@ -56,10 +57,7 @@ class RandomFeatures(nn.Module):
 
   @nn.compact
   def __call__(self, images):
-    x = jnp.asarray(images, jnp.float32)
-    if x.shape[-1] == 1:
-      x = jnp.repeat(x, 3, axis=-1)
-    x = jax.image.resize(x, (x.shape[0], 32, 32, 3), "bilinear", antialias=False)
+    x = inception.resize(images, 32)  # RGB, 32x32, as the Inception's input is brought to 299
     for features in (16, 32, 64):
       x = nn.relu(nn.Conv(features, (3, 3), (2, 2), precision=jax.lax.Precision.HIGHEST)(x))
     pool = jnp.mean(x, axis=(1, 2))

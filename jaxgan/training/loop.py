@@ -333,7 +333,7 @@ def _compile_step(config, gan, mesh, state, stage: families.Stage):
   return compiled
 
 
-def _count(tree) -> int:
+def _num_params(tree) -> int:
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
 
@@ -357,11 +357,10 @@ def startup_summary(config, state: state_lib.GANState, mesh, stages: Sequence[fa
       f"Data: {config.data.source}: {found}, {h}x{w} {colour}; {config.train.num_steps:,} "
       f"steps, {images:,} images = {epochs}",
       f"Devices: {distributed.topology(mesh, config.train.batch_size)}",
-      f"Model: {config.model.family}; G {_count(state.g.params):,} parameters, "
-      f"D {_count(state.d.params):,}"]
-  changes = workdir_lib.config_changes(
-      config_lib.default_config(config.model.family).to_dict(), config.to_dict())
-  pairs = [c.split(": ", 1)[0] + "=" + c.split(" -> ", 1)[-1] for c in changes]
+      f"Model: {config.model.family}; G {_num_params(state.g.params):,} parameters, "
+      f"D {_num_params(state.d.params):,}"]
+  pairs = [f"{field}={new!r}" for field, _, new in workdir_lib.config_diff(
+      config_lib.default_config(config.model.family).to_dict(), config.to_dict())]
   lines.append(f"Config: {len(pairs)} changes from the {config.model.family} defaults "
                f"(all fields: {wd.config_py}):")
   row = "  "
