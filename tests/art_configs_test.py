@@ -67,15 +67,18 @@ def _smoke(name, paintings, tmp_path, **overrides):
   assert (Path(tmp_path) / "samples.gif").exists()
 
 
+@pytest.mark.slow
 def test_art128_smoke_on_wikiart(paintings, tmp_path):
   _smoke("art128", paintings, tmp_path, **{"train.batch_size": 4, "train.num_steps": 2})
 
 
+@pytest.mark.slow
 def test_wgan_gp128_smoke_on_wikiart(paintings, tmp_path):
   # Its gradient penalty's double backward is slow on CPU (docs/pitfalls.md): batch 1.
   _smoke("wgan_gp128", paintings, tmp_path, **{"train.batch_size": 1, "train.num_steps": 1})
 
 
+@pytest.mark.slow
 def test_tiny_progan_smoke_on_wikiart_through_the_entry_point(paintings, tmp_path):
   # 10 steps: 4x4 stable (8 steps), then the 8x8 fade-in.
   result = run_main(tmp_path, f"--config.data.source=folder:{paintings}",

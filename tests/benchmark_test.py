@@ -19,6 +19,7 @@ TINY = ["--config.data.image_size=(16,16)", "--config.model.latent_dim=8",
         "--config.model.discriminator.kernel_size=3", "--config.data.builtin_size=32"]
 
 
+@pytest.mark.slow
 def test_benchmark_sweep_prints_table_and_json(tmp_path):
   out = tmp_path / "bench.json"
   cmd = [sys.executable, "-m", "jaxgan.benchmark", "--config", "configs/dcgan128.py", *TINY,

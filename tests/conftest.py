@@ -65,6 +65,11 @@ def trained_workdir(tmp_path_factory):
   return workdir
 
 
+def pytest_collection_modifyitems(items):
+  """Slow tests first (a stable sort), so that parallel workers do not end on one of them."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_unconfigure(config):
   del config
   if _CACHE_DIR is not None:

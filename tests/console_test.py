@@ -7,11 +7,14 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import REPO, TINY_CONFIG, subprocess_env
 
 
+# It times the run against its own ETA, so it runs alone (README: the second pytest command).
+@pytest.mark.serial
 def test_console_summary_progress_width_and_eta(tmp_path):
   folder = tmp_path / "images"
   folder.mkdir()

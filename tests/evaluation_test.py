@@ -30,6 +30,7 @@ def metrics_config(tmp_path, num_steps, **options):
   return c
 
 
+@pytest.mark.slow
 def test_in_loop_metrics_keep_the_best_checkpoint_across_resumes(tmp_path):
   workdir = tmp_path / "run"
   wd = workdir_lib.Workdir(workdir)

@@ -144,6 +144,7 @@ def _run(config, schedule, num_steps=8):
   return state, history
 
 
+@pytest.mark.slow
 def test_lazy_r1_every_4_steps_equals_a_hand_written_schedule():
   # No biases before a norm: their true gradient is zero, so Adam would turn rounding noise
   # (the two schedules compile to different programs) into lr-sized steps.
@@ -176,6 +177,7 @@ def test_lazy_r1_every_4_steps_equals_a_hand_written_schedule():
                          lazy_state.d.params["Dense_0"]["kernel"], rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_a_generator_regularizer_acts_on_g():
   config = tiny_config(**{"optim.g_lr": 1e-2, "optim.d_lr": 1e-12, "train.g_steps": 1})
   # A test-only G term: the mean squared pixel, which pulls G's images to grey.

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from jaxgan.workdir import Workdir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +30,7 @@ def _main_cmd(workdir, *extra):
           "--config.checkpoint_every=2", "--config.sample_every=2", "--config.log_every=1", *extra]
 
 
+@pytest.mark.slow
 def test_two_processes_train_together_and_the_checkpoint_restores_in_one(tmp_path):
   workdir = tmp_path / "run"
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))

@@ -266,6 +266,7 @@ def _arrays(state):
        state.d.opt_state, jax.random.key_data(state.rng))))]
 
 
+@pytest.mark.slow
 def test_tiny_progan_runs_every_phase_and_resumes_mid_fade_bit_exactly(config, tmp_path,
                                                                        monkeypatch):
   compiled = []
