@@ -5,6 +5,13 @@ r"""Samples from a trained generator, and the workdir's loss plot and GIF on dem
   python -m jaxgan.sample --workdir runs/dcgan128 --interpolate 3,7 --frames 12 --out lerp.png
   python -m jaxgan.sample --workdir runs/dcgan128 --summary   # losses.png and samples.gif
   python -m jaxgan.sample --workdir runs/cond --labels 0,3,7 --num 8 --out classes.png
+  python -m jaxgan.sample --workdir runs/pokemon --nearest 4   # WORKDIR/nearest.png
+
+--nearest K is the memorisation check (jaxgan.metrics.nearest): a grid with one row per
+sample (--num, default 8, or --seeds), the sample followed by its K nearest training images
+in pixel space and, when config.evals has a 'metrics' entry, in that network's feature
+space; the distances, with the training images' own to each other as a yardstick, are
+printed and saved with the grid (WORKDIR/nearest.json, read by jaxgan.report).
 
 A class-conditional generator draws a per-class grid: one row per class (every class, or
 those of --labels), the same seeds (--seeds, or 0..num-1 with --num default 8) in each row;
@@ -44,6 +51,15 @@ _BEST = flags.DEFINE_bool("best", False, "Use the kept checkpoint of the best me
                           "(WORKDIR/best/, from a 'metrics' evaluator) instead of the latest.")
 _SUMMARY = flags.DEFINE_bool("summary", False, "Only rewrite WORKDIR/losses.png and "
                              "WORKDIR/samples.gif from the metrics and sample grids.")
+_NEAREST = flags.DEFINE_integer("nearest", 0, "Write the memorisation check instead: each "
+                                "sample and its K nearest training images (to --out, default "
+                                "WORKDIR/nearest.png).")
+_NEAREST_REF = flags.DEFINE_integer("nearest_ref", 0, "Training images that --nearest "
+                                    "searches; default the metrics entry's reference count, "
+                                    "else up to 10,000.")
+_FEATURES = flags.DEFINE_bool("features", None, "--nearest also (or not) in the metrics "
+                              "network's feature space; default: when config.evals has a "
+                              "'metrics' entry.")
 flags.mark_flag_as_required("workdir")
 
 
@@ -110,6 +126,36 @@ def write_samples(workdir: str, out: str, *, seeds: Sequence[int] | None = None,
           f"parameters, truncation {truncation}{'; ' + where if where else ''}).")
 
 
+def write_nearest(workdir: str, out: str | None = None, *, k: int, num: int | None = None,
+                  seeds: Sequence[int] | None = None, ref_num: int = 0,
+                  features: bool | None = None, step: int | None = None, ema: bool = True,
+                  best: bool = False) -> list[str]:
+  """The memorisation check of `workdir` (see the module doc) to `out` (default
+  WORKDIR/nearest.png) and, when `out` is the default, WORKDIR/nearest.json; returns the
+  console lines."""
+  import json  # pylint: disable=g-import-not-at-top
+  from jaxgan import images  # pylint: disable=g-import-not-at-top
+  from jaxgan import sampling  # pylint: disable=g-import-not-at-top
+  from jaxgan import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from jaxgan.metrics import nearest  # pylint: disable=g-import-not-at-top
+  if num is not None and num < 1:
+    raise ValueError(f"--num={num}: expected a whole number >= 1")
+  gen = sampling.load_generator(workdir, step=step, ema=ema, best=best)
+  result = nearest.find(gen, k, num=num or 8, ref_num=ref_num, features=features, seeds=seeds)
+  wd = workdir_lib.Workdir(workdir)
+  path = images.save_png(nearest.grid(result), out or wd.nearest_grid)
+  lines = nearest.summary(result)
+  spaces = " and ".join(n.space for n in result.neighbours)
+  head = (f"Wrote {path}: {len(result.samples)} samples (checkpoint {gen.step}), each followed "
+          f"by its {k} nearest of {len(result.reals)} training images in {spaces}.")
+  if out is None:
+    record = {"step": gen.step, "k": k, "samples": len(result.samples),
+              "reals": len(result.reals), "spaces": [n.space for n in result.neighbours],
+              "network": result.network, "summary": lines}
+    wd.nearest_json.write_text(json.dumps(record, indent=2) + "\n")
+  return [head, *lines]
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -127,6 +173,19 @@ def main(argv):
     raise app.UsageError(str(e).replace("seeds", "--seeds/--interpolate/--labels", 1)) from e
   if pair is not None and len(pair) != 2:
     raise app.UsageError(f"--interpolate={_INTERPOLATE.value!r}: expected two seeds 'A,B'")
+  if _NEAREST.value < 0:
+    raise app.UsageError(f"--nearest={_NEAREST.value}: expected the number of neighbours, >= 1")
+  if _NEAREST.value:
+    try:
+      lines = write_nearest(_WORKDIR.value, _OUT.value if _OUT.present else None,
+                            k=_NEAREST.value, num=_NUM.value, seeds=seeds,
+                            ref_num=_NEAREST_REF.value, features=_FEATURES.value,
+                            step=_STEP.value, ema=_EMA.value, best=_BEST.value)
+    except (ValueError, FileNotFoundError) as e:
+      raise app.UsageError(str(e)) from e
+    for line in lines:
+      logging.info("%s", line)
+    return
   try:
     message = write_samples(
         _WORKDIR.value, _OUT.value, seeds=seeds, num=_NUM.value, labels=labels,

@@ -9,11 +9,16 @@
       best.json            that value, its name and step: {"value_name": "fid", "value": ..., "step": ...}
       metrics.jsonl        JSON objects of scalars by step: {"step": 50, "loss/d": ..., ...},
                            and the evaluators' ({"step": 500, "eval/fid": ...})
-      tensorboard/         TensorBoard event files (scalars and sample grids)
+      tensorboard/         TensorBoard event files: scalars, sample grids, the real grid, the
+                           config as hparams
       real.png             a grid of training images, written at the start
       samples/step_NNNNNNN.png  a grid from fixed noise (seeds 0..num_samples-1) every sample_every steps
-      losses.png           D real, D fake, D total and G losses over training
+      losses.png           the training curves: losses, D logits, gradient norms, other scalars
+                           and the eval metrics (jaxgan.images.plot_losses)
       samples.gif          the sample grids as an animation, one frame per grid
+      nearest.png, .json   the memorisation check: samples beside their nearest training images
+                           (python -m jaxgan.sample --nearest K, or jaxgan.report)
+      report.html          the training report, one self-contained page (jaxgan.report)
 
 `losses.png` and `samples.gif` are written at the end of training and on demand by
 `python -m jaxgan.sample --workdir WORKDIR --summary`.
@@ -55,6 +60,9 @@ class Workdir:
   real_grid = property(lambda self: self.root / "real.png")
   loss_plot = property(lambda self: self.root / "losses.png")
   gif = property(lambda self: self.root / "samples.gif")
+  nearest_grid = property(lambda self: self.root / "nearest.png")
+  nearest_json = property(lambda self: self.root / "nearest.json")
+  report = property(lambda self: self.root / "report.html")
 
   def sample_grid(self, step: int) -> Path:
     """The sample grid of `step`."""
@@ -125,6 +133,13 @@ def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[st
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
   """Human-readable 'field: old -> new' lines for the leaves that differ."""
   return [f"{k}: {a!r} -> {b!r}" for k, a, b in config_diff(old, new)]
+
+
+def hparams(config: Mapping[str, Any]) -> dict[str, bool | int | float | str]:
+  """The config's leaves as TensorBoard hparams ('train.batch_size': 64, ...): numbers, bools
+  and strings as they are, anything else (a tuple, None) as its repr."""
+  flat = _flatten(json.loads(json.dumps(dict(config))))
+  return {k: v if isinstance(v, (bool, int, float, str)) else repr(v) for k, v in flat.items()}
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -9,6 +9,7 @@ from PIL import Image
 import pytest
 
 from jaxgan import config as config_lib
+from jaxgan import images
 from jaxgan import input_pipeline
 from jaxgan import sample as sample_cli
 from jaxgan import sampling
@@ -74,13 +75,16 @@ def test_samples_of_class_k_are_closest_to_colour_k(trained):
 
 
 def test_training_grids_show_one_row_per_class(trained):
-  # 12 samples, 3 classes: 3 rows of 4 images of 16x16 with 2 px padding.
+  # 12 samples, 3 classes: 3 rows of 4 images of 16x16 upscaled k times, 2 px padding.
+  k = images.display_factor(12, (16, 16), nrow=4)
+  assert k == 8  # 4 * (8 * 16 + 2) + 2 = 522 >= 512 pixels wide
+  t = 16 * k + 2
   with Image.open(trained / "samples" / "step_0000300.png") as im:
-    assert im.size == (4 * 18 + 2, 3 * 18 + 2)
+    assert im.size == (4 * t + 2, 3 * t + 2)
     pixels = np.asarray(im.convert("RGB"), np.float64)
   colours = np.array(list(COLOURS.values()), np.float64)
   for row in range(3):
-    tile = pixels[2 + row * 18:2 + row * 18 + 16, 2:18].mean(axis=(0, 1))
+    tile = pixels[2 + row * t:row * t + t, 2:t].mean(axis=(0, 1))
     assert np.argmin(np.abs(tile - colours).sum(-1)) == row
 
 
@@ -88,9 +92,10 @@ def test_sample_labels_flag_writes_a_per_class_grid(trained, tmp_path):
   out = tmp_path / "classes.png"
   message = sample_cli.write_samples(str(trained), str(out), labels=[2, 0], num=5)
   assert "one row per class of [2, 0]" in message
+  t = 16 * images.display_factor(10, (16, 16), nrow=5) + 2
   with Image.open(out) as im:
-    assert im.size == (5 * 18 + 2, 2 * 18 + 2)
-    first = np.asarray(im.convert("RGB"), np.float64)[2:18, 2:18].mean(axis=(0, 1))
+    assert im.size == (5 * t + 2, 2 * t + 2)
+    first = np.asarray(im.convert("RGB"), np.float64)[2:t, 2:t].mean(axis=(0, 1))
   assert np.argmin(np.abs(first - np.array(list(COLOURS.values()))).sum(-1)) == 2
   proc = subprocess.run([sys.executable, "-m", "jaxgan.sample", f"--workdir={trained}",
                          "--labels=7", f"--out={tmp_path / 'x.png'}"], cwd=REPO,

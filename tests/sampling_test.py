@@ -73,7 +73,8 @@ def test_write_samples_interpolation_truncation_and_separate_files(trained_workd
                                      truncation=0.7, separate_dir=str(tmp_path / "each"))
   assert "interpolation from seed 3 to 7" in message
   with Image.open(out) as im:
-    assert im.size == (5 * 18 + 2, 18 + 2)  # One row of 5 frames.
+    t = 16 * images.display_factor(5, (16, 16), nrow=5) + 2  # 16 * 7 + 2
+    assert im.size == (5 * t + 2, t + 2) and 5 * t + 2 >= 512  # One row of 5 frames.
   files = sorted(p.name for p in (tmp_path / "each").iterdir())
   assert files == ["0000.png", "0001.png", "0002.png", "0003.png", "0004.png"]
   assert Image.open(tmp_path / "each" / "0000.png").size == (16, 16)
@@ -93,8 +94,9 @@ def test_sample_command_writes_a_grid_and_the_summary(trained_workdir, tmp_path)
                         env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f"Wrote 9 samples to {out} (checkpoint {TRAINED_STEPS}, EMA" in proc.stderr
+  t = 16 * images.display_factor(9, (16, 16)) + 2  # 3x3 tiles upscaled to >= 512 pixels
   with Image.open(out) as im:
-    assert im.size == (3 * 18 + 2, 3 * 18 + 2)
+    assert im.size == (3 * t + 2, 3 * t + 2) and 3 * t + 2 >= 512
 
   wd = workdir_lib.Workdir(trained_workdir)
   wd.gif.unlink()

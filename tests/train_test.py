@@ -26,9 +26,11 @@ from tests.conftest import (REPO, TINY_CONFIG, TRAINED_OVERRIDES, TRAINED_STEPS,
 
 
 def grid_size(config, num=None):
-  """(width, height) of a sample grid of the config's images."""
-  rows, cols = images.grid_shape(num or config.num_samples)
-  h, w = config.data.image_size
+  """(width, height) of a sample grid of the config's images, upscaled to >= 512 pixels."""
+  num = num or config.num_samples
+  rows, cols = images.grid_shape(num)
+  k = images.display_factor(num, tuple(config.data.image_size))
+  h, w = (k * s for s in config.data.image_size)
   return cols * (w + 2) + 2, rows * (h + 2) + 2
 
 
@@ -85,7 +87,18 @@ def test_entry_point_writes_every_artifact(trained_workdir):
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
   acc = event_accumulator.EventAccumulator(str(wd.tensorboard), size_guidance={"tensors": 0})
   acc.Reload()
-  assert {"loss/d", "loss/g", "perf/steps_per_sec", "samples"} <= set(acc.Tags()["tensors"])
+  assert {"loss/d", "loss/g", "perf/steps_per_sec", "samples", "real"} <= set(
+      acc.Tags()["tensors"])
+  for tag in ("samples", "real"):  # Images as [width, height, PNG], upscaled like the PNGs.
+    width, height = (int(b) for b in acc.Tensors(tag)[0].tensor_proto.string_val[:2])
+    assert (width, height) == grid_size(config) and max(width, height) >= 512
+  # The config as hparams: the run's batch size and loss are columns of the HParams tab.
+  from tensorboard.plugins.hparams import plugin_data_pb2  # pylint: disable=g-import-not-at-top
+  content = acc.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+  session = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+  assert session.hparams["train.batch_size"].number_value == config.train.batch_size
+  assert session.hparams["train.loss"].string_value == config.train.loss
+  assert session.hparams["data.image_size"].string_value == repr(list(config.data.image_size))
 
   # Sample grids at 0, 2, 4, 6 and the real grid, all of the grid's size.
   assert [s for s, _ in wd.sample_grids()] == [0, 2, 4, 6]
@@ -95,11 +108,12 @@ def test_entry_point_writes_every_artifact(trained_workdir):
   with Image.open(wd.real_grid) as real, Image.open(wd.sample_grid(0)) as fake:
     assert np.asarray(real).std() > 10 and np.asarray(fake).std() > 1  # Not blank.
 
-  # The GIF has one frame per grid; the loss plot is a PNG.
+  # The GIF has one frame per grid; the loss plot is a PNG of two columns of panels (losses,
+  # D logits, gradient norms).
   with Image.open(wd.gif) as gif:
     assert gif.format == "GIF" and gif.n_frames == 4
   with Image.open(wd.loss_plot) as plot:
-    assert plot.format == "PNG" and plot.size[0] >= 400
+    assert plot.format == "PNG" and plot.size[0] >= 1200 and plot.size[1] >= 700
 
 
 def test_the_sample_grid_uses_the_ema_generator_on_fixed_seeds(trained_workdir):

@@ -265,7 +265,8 @@ DEFAULTS = {"metrics": "fid,kid", "num": 10_000, "ref_num": 0, "network": "incep
             "weights": "", "batch": 64, "ema": True, "keep_best": "fid", "cache_dir": ""}
 
 
-def _options(spec: ml_collections.ConfigDict) -> dict[str, Any]:
+def options(spec: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The options of a 'metrics' entry of config.evals, with the DEFAULTS filled in."""
   return {k: spec.get(k, v) for k, v in DEFAULTS.items()}
 
 
@@ -273,7 +274,7 @@ def check_options(config: ml_collections.ConfigDict, name: str,
                   spec: ml_collections.ConfigDict) -> None:
   """ConfigError for a bad option of a 'metrics' entry of config.evals."""
   actions.check_option_names(name, spec, DEFAULTS)
-  field, o = f"evals.{name}", _options(spec)
+  field, o = f"evals.{name}", options(spec)
   try:
     metrics = parse_metrics(o["metrics"])
   except ValueError:
@@ -300,7 +301,7 @@ def check_options(config: ml_collections.ConfigDict, name: str,
                     f"the values these metrics give: "
                     f"{', '.join(map(repr, sorted(produced & set(BEST))))}")
   keeping = sorted(n for n, e in config.evals.items()
-                   if e.get("type") == "metrics" and _options(e)["keep_best"])
+                   if e.get("type") == "metrics" and options(e)["keep_best"])
   if o["keep_best"] and len(keeping) > 1:
     config_lib.fail(f"{field}.keep_best", o["keep_best"], f"one best checkpoint per run: the "
                     f"'metrics' entries {', '.join(keeping)} all keep one; set keep_best='' "
@@ -317,7 +318,7 @@ class MetricsEvaluator(actions.Action):
   better one comes."""
 
   def __init__(self, ctx: actions.Context, name: str, spec: ml_collections.ConfigDict):
-    o = _options(spec)
+    o = options(spec)
     self._name, self._metrics = name, parse_metrics(o["metrics"])
     self._num, self._ref_num = int(o["num"]), int(o["ref_num"] or o["num"])
     self._ema, self._cache_dir = bool(o["ema"]), o["cache_dir"] or None

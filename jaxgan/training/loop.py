@@ -200,11 +200,12 @@ def _host_images(x: jax.Array) -> np.ndarray:
 
 
 class _RealGrid:
-  """Collects the first `num` training images and writes them as WORKDIR/real.png
-  (upscaled to `size` when a growing model's first stage is smaller)."""
+  """Collects the first `num` training images and writes them as WORKDIR/real.png and to
+  TensorBoard as 'real' (upscaled to `size` when a growing model's first stage is smaller)."""
 
-  def __init__(self, num: int, path, size: tuple[int, int]):
+  def __init__(self, num: int, path, size: tuple[int, int], writer, step: int):
     self._num, self._path, self._parts, self._size = num, path, [], size
+    self._writer, self._step = writer, step
 
   def add(self, batch) -> bool:
     """Adds a batch; returns True once the grid is written."""
@@ -212,7 +213,9 @@ class _RealGrid:
     if sum(len(p) for p in self._parts) < self._num:
       return False
     images = images_lib.upscale(np.concatenate(self._parts)[:self._num], self._size)
-    images_lib.save_grid(images, self._path)
+    grid = images_lib.make_grid(images)
+    images_lib.save_png(grid, self._path)
+    self._writer.write_images(self._step, {"real": grid[None]})
     return True
 
 
@@ -433,6 +436,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       writer = (metric_writers.MultiWriter([
           metric_writers.SummaryWriter(str(wd.tensorboard)), jsonl_writer.JsonlWriter(wd.metrics)])
                 if lead else metric_writers.MultiWriter([]))
+      writer.write_hparams(workdir_lib.hparams(config.to_dict()))
       it = input_pipeline.create_iterator(config, sharding=sharding.batch_sharding(mesh),
                                           start_step=data_step)
       for line in startup_summary(config, state, mesh, stages, it.num_examples, it.skipped,
@@ -471,7 +475,7 @@ def _loop(ctx: actions_lib.Context, run_actions: list[actions_lib.Action],
   index = families.stage_index(stages, ctx.start)
   compiled = _compile_step(config, ctx.gan, ctx.mesh, ctx.state, ctx.stage)
   size = tuple(config.data.image_size)
-  real = (_RealGrid(config.num_samples, wd.real_grid, size)
+  real = (_RealGrid(config.num_samples, wd.real_grid, size, ctx.writer, ctx.start)
           if ctx.lead and not wd.real_grid.exists() else None)
   num_steps, previous = config.train.num_steps, None
   for action in run_actions:
