@@ -95,6 +95,7 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   c.checkpoint_every = 1000  # steps between checkpoints (and one at the end)
   c.max_to_keep = 3  # checkpoints kept; older ones are deleted
   c.num_samples = 64  # images in a sample grid
+  c.report_every_secs = 120.0  # rewrite WORKDIR/report.html this often in a run; 0: at the end
   # Evaluators run on their own schedule (jaxgan/training/actions.py): name -> ConfigDict
   # with `type` (one of actions.EVALUATORS), `every` (steps) and the type's options.
   c.evals = ml_collections.ConfigDict()
@@ -196,6 +197,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     fail("train.penalty_every", config.train.penalty_every, "expected a whole number of steps")
   if not config.log_every_secs >= 0:
     fail("log_every_secs", config.log_every_secs, "expected seconds >= 0 (0: log by steps only)")
+  if not config.report_every_secs >= 0:
+    fail("report_every_secs", config.report_every_secs, "expected seconds >= 0 (0: write the "
+         "report at the end only)")
   if not 0.0 <= config.train.label_smoothing < 1.0:
     fail("train.label_smoothing", config.train.label_smoothing, "expected a value in [0, 1)")
   if not 0.0 <= config.train.ema_decay < 1.0:

@@ -126,36 +126,6 @@ def write_samples(workdir: str, out: str, *, seeds: Sequence[int] | None = None,
           f"parameters, truncation {truncation}{'; ' + where if where else ''}).")
 
 
-def write_nearest(workdir: str, out: str | None = None, *, k: int, num: int | None = None,
-                  seeds: Sequence[int] | None = None, ref_num: int = 0,
-                  features: bool | None = None, step: int | None = None, ema: bool = True,
-                  best: bool = False) -> list[str]:
-  """The memorisation check of `workdir` (see the module doc) to `out` (default
-  WORKDIR/nearest.png) and, when `out` is the default, WORKDIR/nearest.json; returns the
-  console lines."""
-  import json  # pylint: disable=g-import-not-at-top
-  from jaxgan import images  # pylint: disable=g-import-not-at-top
-  from jaxgan import sampling  # pylint: disable=g-import-not-at-top
-  from jaxgan import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  from jaxgan.metrics import nearest  # pylint: disable=g-import-not-at-top
-  if num is not None and num < 1:
-    raise ValueError(f"--num={num}: expected a whole number >= 1")
-  gen = sampling.load_generator(workdir, step=step, ema=ema, best=best)
-  result = nearest.find(gen, k, num=num or 8, ref_num=ref_num, features=features, seeds=seeds)
-  wd = workdir_lib.Workdir(workdir)
-  path = images.save_png(nearest.grid(result), out or wd.nearest_grid)
-  lines = nearest.summary(result)
-  spaces = " and ".join(n.space for n in result.neighbours)
-  head = (f"Wrote {path}: {len(result.samples)} samples (checkpoint {gen.step}), each followed "
-          f"by its {k} nearest of {len(result.reals)} training images in {spaces}.")
-  if out is None:
-    record = {"step": gen.step, "k": k, "samples": len(result.samples),
-              "reals": len(result.reals), "spaces": [n.space for n in result.neighbours],
-              "network": result.network, "summary": lines}
-    wd.nearest_json.write_text(json.dumps(record, indent=2) + "\n")
-  return [head, *lines]
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -177,10 +147,11 @@ def main(argv):
     raise app.UsageError(f"--nearest={_NEAREST.value}: expected the number of neighbours, >= 1")
   if _NEAREST.value:
     try:
-      lines = write_nearest(_WORKDIR.value, _OUT.value if _OUT.present else None,
-                            k=_NEAREST.value, num=_NUM.value, seeds=seeds,
-                            ref_num=_NEAREST_REF.value, features=_FEATURES.value,
-                            step=_STEP.value, ema=_EMA.value, best=_BEST.value)
+      from jaxgan.metrics import nearest  # pylint: disable=g-import-not-at-top
+      lines = nearest.write_check(_WORKDIR.value, _OUT.value if _OUT.present else None,
+                                  k=_NEAREST.value, num=_NUM.value, seeds=seeds,
+                                  ref_num=_NEAREST_REF.value, features=_FEATURES.value,
+                                  step=_STEP.value, ema=_EMA.value, best=_BEST.value)
     except (ValueError, FileNotFoundError) as e:
       raise app.UsageError(str(e)) from e
     for line in lines:

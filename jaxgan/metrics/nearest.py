@@ -27,6 +27,7 @@ image than training images are to each other is likely a copy.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Sequence
 
 import numpy as np
@@ -34,6 +35,7 @@ from absl import logging
 
 from jaxgan import images as images_lib
 from jaxgan import sampling
+from jaxgan import workdir as workdir_lib
 
 # The training images of the leave-one-out yardstick (their pairwise distances are computed).
 LOO_LIMIT = 1000
@@ -227,3 +229,29 @@ def summary(result: Result) -> list[str]:
                f"than that to a training image")
     lines.append(line)
   return lines
+
+
+def write_check(workdir: str, out: str | None = None, *, k: int, num: int | None = None,
+                seeds: Sequence[int] | None = None, ref_num: int = 0,
+                features: bool | None = None, step: int | None = None, ema: bool = True,
+                best: bool = False) -> list[str]:
+  """The memorisation check of `workdir`'s checkpoint (`find`; `num` samples, default 8) as
+  a `grid` in `out` (default WORKDIR/nearest.png) and, when `out` is the default, the step,
+  the counts and the `summary` lines in WORKDIR/nearest.json; returns the console lines
+  (`python -m jaxgan.sample --nearest K`)."""
+  if num is not None and num < 1:
+    raise ValueError(f"--num={num}: expected a whole number >= 1")
+  gen = sampling.load_generator(workdir, step=step, ema=ema, best=best)
+  result = find(gen, k, num=num or 8, ref_num=ref_num, features=features, seeds=seeds)
+  wd = workdir_lib.Workdir(workdir)
+  path = images_lib.save_png(grid(result), out or wd.nearest_grid)
+  lines = summary(result)
+  spaces = " and ".join(n.space for n in result.neighbours)
+  head = (f"Wrote {path}: {len(result.samples)} samples (checkpoint {gen.step}), each followed "
+          f"by its {k} nearest of {len(result.reals)} training images in {spaces}.")
+  if out is None:
+    record = {"step": gen.step, "k": k, "samples": len(result.samples),
+              "reals": len(result.reals), "spaces": [n.space for n in result.neighbours],
+              "network": result.network, "summary": lines}
+    wd.nearest_json.write_text(json.dumps(record, indent=2) + "\n")
+  return [head, *lines]

@@ -9,6 +9,7 @@ since the last log, the checkpoint manager, the writer). The default actions are
                reads the device metrics, stops on NaN/Inf, writes scalars and the progress line
   SampleGrid   every `sample_every` steps: the grid of fixed seeds (every class, when conditional)
   Checkpoint   every `checkpoint_every` steps and at the end; never of a non-finite state
+  Report       every `report_every_secs`: rewrites WORKDIR/report.html (jaxgan.report)
 
 and one evaluator per entry of `config.evals` (name -> {type, every, options}), built
 from EVALUATORS, as big_vision builds its evaluators: 'samples' (an extra grid) and
@@ -172,6 +173,30 @@ class Checkpoint(Action):
   def finish(self, ctx: Context) -> None:
     if ctx.step != ctx.last_saved:
       self.save(ctx)
+
+
+# ---- the report page ---------------------------------------------------------------------
+
+def write_report(wd, replot: bool = True) -> None:
+  """jaxgan.report.write(wd); a failure is logged, never raised (the run goes on)."""
+  from jaxgan import report  # pylint: disable=g-import-not-at-top
+  try:
+    report.write(wd, replot=replot)
+  except Exception as e:  # pylint: disable=broad-except  (a page must not stop a run)
+    logging.warning("Could not write %s: %s: %s", wd.report, type(e).__name__, e)
+
+
+class Report(Action):
+  """Rewrites WORKDIR/report.html every `every_secs` (0: never; the loop writes it at the
+  end), from the workdir's files: metrics, grids, the memorisation check, the config."""
+
+  def __init__(self, every_secs: float):
+    self.schedule = Schedule(every_secs=every_secs or None)
+
+  def __call__(self, ctx: Context) -> None:
+    if ctx.lead:
+      ctx.writer.flush()
+      write_report(ctx.wd)
 
 
 # ---- evaluators from config.evals ---------------------------------------------------------

@@ -274,11 +274,13 @@ def _check_finite(ctx: actions_lib.Context) -> None:
 
 
 def default_actions(ctx: actions_lib.Context) -> list[actions_lib.Action]:
-  """Log, sample grid and checkpoint (in that order on a shared step), then the evaluators."""
+  """Log, sample grid, checkpoint and report (in that order on a shared step), then the
+  evaluators."""
   config = ctx.config
   return [LogMetrics(config, families.stages(config)),
           actions_lib.SampleGrid(ctx, every=config.sample_every, num=config.num_samples),
           actions_lib.Checkpoint(config.checkpoint_every, _check_finite),
+          actions_lib.Report(config.report_every_secs),
           *actions_lib.evaluators(ctx)]
 
 
@@ -458,9 +460,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if stop.signum is not None:
     logging.warning("Stopped by %s at step %d; its checkpoint is saved. Run the same command "
                     "to resume.", signal.Signals(stop.signum).name, step)
+    if lead:
+      actions_lib.write_report(wd)
   elif lead:
     workdir_lib.write_summary(wd)
-    logging.info("Done: %d steps. Loss plot %s, animation %s.", step, wd.loss_plot, wd.gif)
+    actions_lib.write_report(wd, replot=False)
+    logging.info("Done: %d steps. Report %s (loss plot %s, animation %s).", step, wd.report,
+                 wd.loss_plot, wd.gif)
   return state
 
 
