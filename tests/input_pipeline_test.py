@@ -11,7 +11,7 @@ import threading
 
 import jax
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -189,7 +189,62 @@ def test_large_jpeg_decoded_at_reduced_scale_still_covers():
   assert out.shape == (100, 75, 3)  # 1/4 scale covers 48x40, 1/8 would not.
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_pillow_does(orientation):
+  rng = np.random.default_rng(orientation)
+  pixels = (rng.integers(0, 4, (6, 10, 3)) * 80).astype(np.uint8).repeat(8, 0).repeat(8, 1)
+  exif = Image.Exif()
+  exif[0x0112] = orientation
+  tagged, plain = io.BytesIO(), io.BytesIO()
+  Image.fromarray(pixels).save(tagged, format="JPEG", quality=95, exif=exif.tobytes())
+  Image.fromarray(pixels).save(plain, format="JPEG", quality=95)
+  assert tf_ops.exif_orientation(tagged.getvalue()) == orientation
+  assert tf_ops.exif_orientation(plain.getvalue()) == 1
+  stored = tf_ops.decode(tf.constant(plain.getvalue()), pixels.shape[:2]).numpy()  # full size
+  upright = Image.fromarray(stored)
+  upright.getexif()[0x0112] = orientation
+  want = np.asarray(ImageOps.exif_transpose(upright))
+  got = tf_ops.decode(tf.constant(tagged.getvalue()), want.shape[:2]).numpy()
+  np.testing.assert_array_equal(got, want)
+  # At reduced scale too, the decode still covers the upright size it was asked for.
+  half = tf_ops.decode(tf.constant(tagged.getvalue()), (want.shape[0] // 2, want.shape[1] // 2))
+  assert half.shape == (want.shape[0] // 2, want.shape[1] // 2, 3)
+
+
+def test_exif_orientation_of_junk_is_1():
+  for data in (b"", b"\xff\xd8", b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00II*\x00\xff\xff",
+               b"\x89PNG\r\n"):
+    assert tf_ops.exif_orientation(data) == 1
+
+
 # ---- folder -----------------------------------------------------------------------------
+
+def test_folder_listing_never_enters_a_folder_twice(tmp_path, caplog):
+  root = tmp_path / "images"
+  (root / "a" / "b").mkdir(parents=True)
+  for i, folder in enumerate([root, root / "a", root / "a" / "b"]):
+    for j in range(4):
+      Image.fromarray(np.full((8, 8, 3), 10 * i + j, np.uint8)).save(folder / f"{j}.png")
+  os.symlink(root, root / "a" / "b" / "loop")        # back to the root
+  os.symlink(root / "a", root / "a" / "b" / "again")  # a second way into a
+  os.symlink(root / "a", root / "twin")               # and a third
+  os.symlink(tmp_path / "gone", root / "broken")      # a broken link: not a folder, no image
+  with caplog.at_level(logging.WARNING):
+    files = sources.list_images(str(root))
+  assert len(files) == 12 and len(set(files)) == 12
+  warning = " ".join(r.getMessage() for r in caplog.records)
+  assert "skipped 3 links to folders already listed" in warning
+  assert all(n in warning for n in ("twin", os.path.join("a", "b", "loop"),
+                                    os.path.join("a", "b", "again")))
+
+
+def test_small_datasets_are_warned_about():
+  from jaxgan.training import loop  # pylint: disable=g-import-not-at-top
+  assert "fewer than one batch of 64" in loop.small_data_warning(20, 64)
+  assert "fewer than 4 batches of 64" in loop.small_data_warning(200, 64)
+  assert loop.small_data_warning(256, 64) is None and loop.small_data_warning(None, 64) is None
+
+
 
 def test_folder_mixed_formats_skips_corrupt_with_one_warning(mixed_folder, caplog):
   spec = spec_lib.from_config(make_config(f"folder:{mixed_folder}"))

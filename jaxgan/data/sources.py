@@ -48,16 +48,43 @@ def list_images(path: str) -> list[str]:
   """Every image file under `path`, recursively, sorted; ValueError if there are none.
 
   Files are selected by extension (IMAGE_EXTENSIONS, any case); others are ignored.
+  Links to folders are followed, but never into a folder already listed (by device and
+  inode), so a link loop or two links to one folder list each file once; the links skipped
+  are reported in a warning, as are folders that cannot be read.
   """
   root = os.path.abspath(os.path.expanduser(path))
   if not os.path.isdir(root):
     what = "is not a directory" if os.path.exists(root) else "does not exist"
     raise ValueError(f"config.data.source='folder:{path}': {root} {what}")
-  files = []
-  for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-    dirnames.sort()
+  files, repeats, unreadable = [], [], []
+  root_stat = os.stat(root)
+  visited = {(root_stat.st_dev, root_stat.st_ino)}
+  for dirpath, dirnames, filenames in os.walk(root, followlinks=True,
+                                              onerror=lambda e: unreadable.append(e.filename)):
+    keep = []
+    for name in sorted(dirnames):
+      sub = os.path.join(dirpath, name)
+      try:
+        st = os.stat(sub)
+      except OSError:
+        unreadable.append(sub)  # a broken link
+        continue
+      if (st.st_dev, st.st_ino) in visited:
+        repeats.append(sub)
+        continue
+      visited.add((st.st_dev, st.st_ino))
+      keep.append(name)
+    dirnames[:] = keep
     files += [os.path.join(dirpath, f) for f in filenames
               if f.lower().endswith(IMAGE_EXTENSIONS)]
+  if repeats:
+    logging.warning("folder:%s: skipped %d links to folders already listed (a link loop or a "
+                    "second link to one folder): %s", path, len(repeats),
+                    ", ".join(os.path.relpath(r, root) for r in repeats[:5])
+                    + (", ..." if len(repeats) > 5 else ""))
+  if unreadable:
+    logging.warning("folder:%s: could not read %d folders or links: %s", path, len(unreadable),
+                    ", ".join(map(str, unreadable[:5])) + (", ..." if len(unreadable) > 5 else ""))
   if not files:
     raise ValueError(f"config.data.source='folder:{path}': no images "
                      f"({', '.join(IMAGE_EXTENSIONS)}) found under {root}")

@@ -35,8 +35,54 @@ def stored_size(target: Sequence[int], policy: str) -> tuple[int, int]:
   return h, w
 
 
+def exif_orientation(data: bytes) -> int:
+  """The EXIF orientation (1-8; 1: as stored) of a JPEG file's bytes, 1 without one.
+
+  Reads the APP1 'Exif' segment's first IFD for tag 0x0112, as cameras write it; anything
+  unreadable counts as 1 (the decoder reports a truly corrupt file). `data` may also be the
+  0-d array that tf.numpy_function passes eagerly."""
+  data = data.item() if isinstance(data, np.ndarray) else bytes(data)
+  if data[:2] != b"\xff\xd8":
+    return 1
+  pos = 2
+  while pos + 4 <= len(data) and data[pos] == 0xFF:
+    marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
+    if marker in (0xD9, 0xDA):  # end of image, start of scan: no more metadata
+      return 1
+    segment = data[pos + 4:pos + 2 + length]
+    if marker == 0xE1 and segment[:6] == b"Exif\x00\x00":
+      tiff = segment[6:]
+      order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+      if order is None or len(tiff) < 8:
+        return 1
+      ifd = int.from_bytes(tiff[4:8], order)
+      if ifd + 2 > len(tiff):
+        return 1
+      for i in range(int.from_bytes(tiff[ifd:ifd + 2], order)):
+        entry = tiff[ifd + 2 + 12 * i:ifd + 14 + 12 * i]
+        if len(entry) == 12 and int.from_bytes(entry[:2], order) == 0x0112:
+          value = int.from_bytes(entry[8:10], order)
+          return value if 1 <= value <= 8 else 1
+      return 1
+    pos += 2 + length
+  return 1
+
+
+def orient(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+  """The stored pixels [H, W, C] turned upright by EXIF `orientation` (as Pillow's
+  ImageOps.exif_transpose does): 2 mirror, 3 rotate 180, 4 flip, 5 transpose, 6 rotate 90
+  clockwise, 7 transverse, 8 rotate 90 counter-clockwise."""
+  t = lambda x: tf.transpose(x, [1, 0, 2])
+  branches = [lambda: image, lambda: image, lambda: image[:, ::-1],
+              lambda: image[::-1, ::-1], lambda: image[::-1], lambda: t(image),
+              lambda: tf.image.rot90(image, 3), lambda: t(image[::-1, ::-1]),
+              lambda: tf.image.rot90(image, 1)]
+  return tf.switch_case(tf.clip_by_value(orientation, 0, 8), branches)
+
+
 def decode(contents: tf.Tensor, min_size: Sequence[int]) -> tf.Tensor:
   """Decodes a JPEG, PNG, GIF (first frame), BMP or WebP file; raises on a corrupt file.
+  A JPEG's EXIF orientation is applied (`orient`), so a portrait photo stays upright.
 
   Args:
     contents: a scalar string tensor, the file's bytes.
@@ -52,11 +98,16 @@ def decode(contents: tf.Tensor, min_size: Sequence[int]) -> tf.Tensor:
     return lambda: tf.io.decode_jpeg(contents, ratio=ratio)
 
   def scaled_jpeg():
+    orientation = tf.numpy_function(lambda b: np.int32(exif_orientation(b)), [contents],
+                                    tf.int32, stateful=False)
+    orientation.set_shape([])
     shape = tf.io.extract_jpeg_shape(contents)
+    upright = tf.cond(orientation >= 5, lambda: tf.stack([shape[1], shape[0]]),
+                      lambda: shape[:2])  # 5-8 swap the stored height and width
     ratios = tf.constant([1, 2, 4, 8])
-    fits = tf.logical_and(shape[0] // ratios >= min_h, shape[1] // ratios >= min_w)
+    fits = tf.logical_and(upright[0] // ratios >= min_h, upright[1] // ratios >= min_w)
     branch = tf.reduce_max(tf.where(fits, tf.range(4), 0))
-    return tf.switch_case(branch, [jpeg(r) for r in (1, 2, 4, 8)])
+    return orient(tf.switch_case(branch, [jpeg(r) for r in (1, 2, 4, 8)]), orientation)
 
   def other():
     return tf.io.decode_image(contents, expand_animations=False, dtype=tf.uint8)

@@ -342,6 +342,23 @@ def _num_params(tree) -> int:
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
 
+# A dataset of fewer than this many batches gets a warning at the start.
+SMALL_DATA_BATCHES = 4
+
+
+def small_data_warning(num_examples: int | None, batch_size: int) -> str | None:
+  """The start-up warning for a dataset smaller than a batch, or than SMALL_DATA_BATCHES."""
+  if not num_examples or num_examples >= SMALL_DATA_BATCHES * batch_size:
+    return None
+  if num_examples < batch_size:
+    return (f"Data: {num_examples:,} images, fewer than one batch of {batch_size}: every batch "
+            f"repeats each image about {batch_size / num_examples:.1f} times; a smaller "
+            f"train.batch_size or more images is better")
+  return (f"Data: only {num_examples:,} images, fewer than {SMALL_DATA_BATCHES} batches of "
+          f"{batch_size}: D can memorise them quickly; DiffAugment or ADA helps (README: "
+          f"'Few images')")
+
+
 def startup_summary(config, state: state_lib.GANState, mesh, stages: Sequence[families.Stage],
                     num_examples: int | None, skipped: Sequence[str], wd) -> list[str]:
   """The few lines the console shows before compiling: the data (images found, skipped,
@@ -444,6 +461,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       for line in startup_summary(config, state, mesh, stages, it.num_examples, it.skipped,
                                   wd):
         logging.info("%s", line)
+      small = small_data_warning(it.num_examples, stages[0].batch_size)
+      if small:
+        logging.warning("%s", small)
       try:
         stage = stages[families.stage_index(stages, start)]
         ctx = actions_lib.Context(config, wd, mesh, gan.at(stage), manager, writer, lead, start,
