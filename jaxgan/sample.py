@@ -132,8 +132,13 @@ def main(argv):
   if _SUMMARY.value:
     from jaxgan import workdir  # pylint: disable=g-import-not-at-top
     wd = workdir.Workdir(_WORKDIR.value)
-    workdir.write_summary(wd)
-    logging.info("Wrote %s and %s.", wd.loss_plot, wd.gif)
+    if not wd.root.is_dir():
+      raise app.UsageError(f"--workdir={_WORKDIR.value}: no such directory")
+    written = workdir.write_summary(wd)
+    if not written:
+      raise app.UsageError(f"--workdir={_WORKDIR.value}: no metrics.jsonl records and no "
+                           f"sample grids to summarise")
+    logging.info("Wrote %s.", " and ".join(map(str, written)))
     return
   try:
     seeds = parse_seeds(_SEEDS.value) if _SEEDS.value else None

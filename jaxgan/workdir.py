@@ -189,7 +189,10 @@ def truncate_metrics(path: str | os.PathLike, after_step: int) -> None:
     _write_atomic(path, "".join(l + "\n" for l in kept))
 
 
-def write_summary(workdir: Workdir) -> None:
-  """(Re)writes losses.png from metrics.jsonl and samples.gif from the sample grids."""
-  images.plot_losses(read_metrics(workdir.metrics), workdir.loss_plot)
-  images.write_gif(workdir.sample_grids(), workdir.gif)
+def write_summary(workdir: Workdir) -> list[Path]:
+  """(Re)writes losses.png from metrics.jsonl and samples.gif from the sample grids; returns
+  the files written (none when there are no metrics and no grids)."""
+  records = read_metrics(workdir.metrics) if workdir.metrics.exists() else []
+  written = [images.plot_losses(records, workdir.loss_plot),
+             images.write_gif(workdir.sample_grids(), workdir.gif)]
+  return [p for p in written if p is not None]

@@ -177,13 +177,16 @@ class Checkpoint(Action):
 
 # ---- the report page ---------------------------------------------------------------------
 
-def write_report(wd, replot: bool = True) -> None:
-  """jaxgan.report.write(wd); a failure is logged, never raised (the run goes on)."""
+def write_report(wd, replot: bool = True) -> bool:
+  """jaxgan.report.write(wd); whether it was written. A failure is logged, never raised
+  (the run goes on)."""
   from jaxgan import report  # pylint: disable=g-import-not-at-top
   try:
     report.write(wd, replot=replot)
+    return True
   except Exception as e:  # pylint: disable=broad-except  (a page must not stop a run)
     logging.warning("Could not write %s: %s: %s", wd.report, type(e).__name__, e)
+    return False
 
 
 class Report(Action):

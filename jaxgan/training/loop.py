@@ -483,10 +483,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if lead:
       actions_lib.write_report(wd)
   elif lead:
-    workdir_lib.write_summary(wd)
-    actions_lib.write_report(wd, replot=False)
-    logging.info("Done: %d steps. Report %s (loss plot %s, animation %s).", step, wd.report,
-                 wd.loss_plot, wd.gif)
+    written = workdir_lib.write_summary(wd)
+    if actions_lib.write_report(wd, replot=False):
+      written.insert(0, wd.report)
+    logging.info("Done: %d steps.%s", step, f" Wrote {', '.join(map(str, written))}."
+                 if written else "")
   return state
 
 
