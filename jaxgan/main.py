@@ -28,6 +28,7 @@ from ml_collections import config_flags
 from jaxgan import checkpointing
 from jaxgan import config as config_lib
 from jaxgan import distributed
+from jaxgan import lock
 from jaxgan.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -59,7 +60,7 @@ def main(argv):
   try:
     loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (config_lib.ConfigError, checkpointing.CheckpointMismatchError,
-          loop.NonFiniteError) as e:
+          loop.NonFiniteError, lock.WorkdirLocked) as e:
     # Expected failures: the message says what to change; a traceback would bury it.
     logging.error("%s", e)
     sys.exit(1)

@@ -19,6 +19,7 @@
       nearest.png, .json   the memorisation check: samples beside their nearest training images
                            (python -m jaxgan.sample --nearest K, or jaxgan.report)
       report.html          the training report, one self-contained page (jaxgan.report)
+      lock                 while a run is going: its pid, host and start (jaxgan.lock)
 
 `losses.png` and `samples.gif` are written at the end of training and on demand by
 `python -m jaxgan.sample --workdir WORKDIR --summary`.

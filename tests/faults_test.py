@@ -1,13 +1,20 @@
 """Fault injection: what a hostile user or a bad disk does to a run, and what jaxgan answers."""
 
 import json
+import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
 
+import pytest
+
+from jaxgan import checkpointing
 from jaxgan import jsonl_writer
+from jaxgan import lock
 from jaxgan import workdir as workdir_lib
-from tests.conftest import REPO, subprocess_env
+from tests.conftest import REPO, TINY_CONFIG, run_main, subprocess_env
 
 
 def _steps(path):
@@ -45,3 +52,60 @@ def test_the_summary_claims_only_what_it_wrote(tmp_path):
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
     assert "Wrote" not in proc.stderr
+
+
+# ---- the workdir lock ----------------------------------------------------------------------
+
+def test_a_lock_held_by_a_live_process_refuses_and_a_killed_ones_is_taken_over(tmp_path,
+                                                                               caplog):
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys, time\nfrom jaxgan import lock\n"
+       f"lock.Lock({str(tmp_path)!r}).acquire()\nprint('held', flush=True)\ntime.sleep(120)"],
+      cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(lock.WorkdirLocked, match=rf"in use by another run \(pid {holder.pid} "
+                       rf"on host {socket.gethostname()}"):
+      lock.Lock(tmp_path).acquire()
+  finally:
+    holder.kill()  # SIGKILL: the run cannot release its lock
+    holder.wait()
+  assert (tmp_path / "lock").exists()
+  with caplog.at_level(logging.WARNING):
+    held = lock.Lock(tmp_path).acquire()
+  assert f"pid {holder.pid}" in caplog.text and "ended without releasing it" in caplog.text
+  assert json.loads((tmp_path / "lock").read_text())["pid"] == os.getpid()
+  held.release()
+  assert not (tmp_path / "lock").exists()
+
+
+def test_a_lock_from_another_host_is_not_taken_over(tmp_path):
+  (tmp_path / "lock").write_text(json.dumps({"pid": 1234, "host": "elsewhere", "started": 0}))
+  with pytest.raises(lock.WorkdirLocked, match="on another host.*pid 1234 on host elsewhere.*"
+                     "if that run is gone, delete"):
+    lock.Lock(tmp_path).acquire()
+  assert (tmp_path / "lock").exists()
+
+
+def test_a_second_run_on_a_live_workdir_stops_at_once_and_the_first_goes_on(tmp_path):
+  workdir = tmp_path / "run"
+  first = subprocess.Popen(
+      [sys.executable, "-m", "jaxgan.main", f"--config={TINY_CONFIG}", f"--workdir={workdir}",
+       "--config.train.num_steps=100000", "--config.checkpoint_every=5",
+       "--config.log_every=1000"], cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE, text=True)
+  try:
+    for line in first.stderr:
+      if "Training from step" in line:
+        break
+    second = run_main(workdir, "--config.train.num_steps=10")
+    assert second.returncode == 1
+    assert (f"is in use by another run (pid {first.pid} on host {socket.gethostname()}"
+            in second.stderr)
+    assert "Traceback" not in second.stderr and first.poll() is None
+  finally:
+    first.send_signal(signal.SIGTERM)
+    _, rest = first.communicate(timeout=120)
+  assert first.returncode == 0, rest[-3000:]
+  assert "Stopped by SIGTERM" in rest and not (workdir / "lock").exists()
+  assert checkpointing.create_manager(workdir / "checkpoints", read_only=True).latest_step()

@@ -22,6 +22,7 @@ Ctrl-C aborts.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import signal
@@ -35,6 +36,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers
+from jax.experimental import multihost_utils
 
 from jaxgan import checkpointing
 from jaxgan import config as config_lib
@@ -43,6 +45,7 @@ from jaxgan import families
 from jaxgan import images as images_lib
 from jaxgan import input_pipeline
 from jaxgan import jsonl_writer
+from jaxgan import lock as lock_lib
 from jaxgan import sharding
 from jaxgan import workdir as workdir_lib
 from jaxgan.training import actions as actions_lib
@@ -408,6 +411,29 @@ def _step_batch(batch, gan: families.GAN):
   return {"image": batch["image"], "label": batch["label"]}
 
 
+@contextlib.contextmanager
+def _workdir_lock(wd, lead: bool):
+  """WORKDIR/lock for the run (jaxgan.lock), taken by process 0; in a multi-process run
+  every process learns whether it was, so that all stop together when it was not."""
+  try:
+    held = lock_lib.Lock(wd.root).acquire() if lead else None
+    error = None
+  except lock_lib.WorkdirLocked as e:
+    held, error = None, e
+  if jax.process_count() > 1:
+    ok = multihost_utils.broadcast_one_to_all(np.int32(error is None))
+    if not ok and error is None:
+      error = lock_lib.WorkdirLocked(f"process 0 could not lock workdir {wd.root} (its log "
+                                     f"names the run that holds it)")
+  if error is not None:
+    raise error
+  try:
+    yield
+  finally:
+    if held is not None:
+      held.release()
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        actions: Sequence[Any] = ()) -> state_lib.GANState:
   """Trains `config` in `workdir`, resuming from the workdir's latest checkpoint.
@@ -424,6 +450,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     jaxgan.config.ConfigError: an invalid config value.
     jaxgan.checkpointing.CheckpointMismatchError: the workdir's checkpoint has other shapes.
     NonFiniteError: a NaN or Inf appeared; no checkpoint of it was written.
+    jaxgan.lock.WorkdirLocked: another live run holds the workdir.
   """
   config_lib.validate(config)
   wd = workdir_lib.Workdir(workdir)
@@ -437,7 +464,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if len(stages) > 1:
     logging.info("Stages: %s.", ", ".join(f"{s.name or i} from step {s.start}"
                                           for i, s in enumerate(stages)))
-  with _StopSignal() as stop:
+  with _workdir_lock(wd, lead), _StopSignal() as stop:
     state = init_state(config, gan, mesh)
     manager = checkpointing.create_manager(wd.checkpoints, max_to_keep=config.max_to_keep)
     try:
