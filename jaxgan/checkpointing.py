@@ -11,6 +11,13 @@ A checkpoint (WORKDIR/checkpoints/STEP/) holds two items:
               extra:  the extra part (a family's, an augmentation's, a regularizer's state)
             and data_step, the input pipeline position (`DataIterator.step`).
   'config'  the config the checkpoint was written with, as JSON.
+  'checksums'  the SHA-256, shape and dtype of every array of 'state', as JSON, written with
+            it (by process 0, from its replica) and checked on every restore, with the
+            finiteness of every float array: a checkpoint whose bytes changed on disk (a bad
+            disk, a copy gone wrong, a hand edit) fails with CorruptCheckpointError naming
+            the arrays, as does one that cannot be read (a truncated or deleted file, empty
+            metadata). `restore_newest_valid` then falls back to the newest checkpoint that
+            passes, and `newest_verified` names it.
 Checkpoints written before the family interface (G's and D's BatchNorm state under
 'batch_stats', no 'extra') are read too.
 Saves are asynchronous: `save` returns once the arrays are copied off the devices and the
@@ -19,10 +26,13 @@ files are written in the background (`wait` blocks until they are).
 
 from __future__ import annotations
 
+import hashlib
 import logging as std_logging
 import os
+import shutil
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import flax
 import jax
@@ -31,9 +41,10 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxgan.errors import CorruptCheckpointError  # noqa: F401  (raised here)
 from jaxgan.training.state import GANState
 
-STATE, CONFIG = "state", "config"
+STATE, CONFIG, CHECKSUMS = "state", "config", "checksums"
 PyTree = Any
 
 
@@ -54,7 +65,8 @@ def create_manager(directory: str | os.PathLike, *, max_to_keep: int | None = No
       max_to_keep=None if read_only else max_to_keep, save_interval_steps=0 if read_only else 1,
       enable_async_checkpointing=True, read_only=read_only, create=not read_only,
       cleanup_tmp_directories=not read_only)
-  handlers = {STATE: ocp.PyTreeCheckpointHandler(), CONFIG: ocp.JsonCheckpointHandler()}
+  handlers = {STATE: ocp.PyTreeCheckpointHandler(), CONFIG: ocp.JsonCheckpointHandler(),
+              CHECKSUMS: ocp.JsonCheckpointHandler()}
   absl_logger = std_logging.getLogger("absl")
   quiet = _DropReadOnlyNotice()
   absl_logger.addFilter(quiet)  # Orbax warns that a read-only manager is read-only.
@@ -159,10 +171,114 @@ def save(manager: ocp.CheckpointManager, step: int, state: GANState, data_step: 
   """
   if step in manager.all_steps():
     return False
-  args = ocp.args.Composite(**{STATE: ocp.args.PyTreeSave(state_to_tree(state, data_step)),
-                               CONFIG: ocp.args.JsonSave(config.to_dict())})
+  tree = state_to_tree(state, data_step)
+  args = ocp.args.Composite(**{STATE: ocp.args.PyTreeSave(tree),
+                               CONFIG: ocp.args.JsonSave(config.to_dict()),
+                               CHECKSUMS: ocp.args.JsonSave(checksums(tree))})
   manager.save(step, args=args)
   return True
+
+
+# ---- integrity ---------------------------------------------------------------------------
+
+def _leaf_name(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def _host_array(x) -> np.ndarray:
+  """This process's copy of a (replicated) leaf."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    x = x.addressable_data(0)
+  return np.ascontiguousarray(np.asarray(x))
+
+
+def checksums(tree: PyTree) -> dict[str, dict[str, Any]]:
+  """'g/params/...' -> {'sha256', 'shape', 'dtype'} of every array of a `state_to_tree` tree."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    array = _host_array(leaf)
+    out[_leaf_name(path)] = {"sha256": hashlib.sha256(array.tobytes()).hexdigest(),
+                             "shape": list(array.shape), "dtype": array.dtype.name}
+  return out
+
+
+def problems(tree: PyTree, saved: dict[str, dict[str, Any]] | None) -> list[str]:
+  """What is wrong with restored arrays: a checksum, shape or dtype other than `saved`'s
+  (None: a checkpoint written before checksums, not compared), or a NaN/Inf. Arrays of
+  `saved` that `tree` leaves out (a partial restore) are not compared."""
+  found = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    name, array = _leaf_name(path), _host_array(leaf)
+    if saved is not None:
+      want = saved.get(name)
+      if want is None:
+        found.append(f"{name} has no saved checksum")
+      elif (list(array.shape), array.dtype.name) != (want["shape"], want["dtype"]):
+        found.append(f"{name} is {list(array.shape)} {array.dtype.name}, saved as "
+                     f"{want['shape']} {want['dtype']}")
+      elif hashlib.sha256(array.tobytes()).hexdigest() != want["sha256"]:
+        found.append(f"{name} differs from its saved checksum")
+    if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
+      found.append(f"{name} has NaN or Inf")
+  return found
+
+
+def _saved_checksums(manager: ocp.CheckpointManager, step: int) -> dict | None:
+  if not (Path(manager.directory) / str(step) / CHECKSUMS).is_dir():
+    return None  # written before checksums
+  return manager.restore(step, args=ocp.args.Composite(
+      **{CHECKSUMS: ocp.args.JsonRestore()}))[CHECKSUMS]
+
+
+def _check(manager: ocp.CheckpointManager, step: int, tree: PyTree) -> None:
+  found = problems(tree, _saved_checksums(manager, step))
+  if found:
+    shown = "; ".join(found[:4]) + (f"; and {len(found) - 4} more" if len(found) > 4 else "")
+    raise CorruptCheckpointError(f"checkpoint {step} in {manager.directory} is corrupt: {shown}")
+
+
+def _read_error(step: int, directory, error: Exception) -> CorruptCheckpointError:
+  text = " ".join(str(error).split())
+  return CorruptCheckpointError(f"checkpoint {step} in {directory} cannot be read: "
+                                f"{type(error).__name__}: {text[:300]}")
+
+
+def verify(manager: ocp.CheckpointManager, step: int) -> None:
+  """Reads checkpoint `step` whole (shapes from its metadata: no model is built) and checks
+  it; CorruptCheckpointError when it fails."""
+  try:
+    meta = _state_metadata(manager, step)
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), meta,
+                          is_leaf=lambda x: hasattr(x, "shape"))
+    tree = manager.restore(step, args=ocp.args.Composite(**{STATE: ocp.args.PyTreeRestore(
+        target, restore_args=ocp.checkpoint_utils.construct_restore_args(target))}))[STATE]
+  except CorruptCheckpointError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  (any read failure is corruption here)
+    raise _read_error(step, manager.directory, e) from e
+  _check(manager, step, tree)
+
+
+def newest_verified(manager: ocp.CheckpointManager) -> int | None:
+  """The newest checkpoint that passes `verify` (saves in flight finished first), or None."""
+  manager.wait_until_finished()
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      verify(manager, step)
+      return step
+    except CorruptCheckpointError:
+      continue
+  return None
+
+
+def set_aside(manager: ocp.CheckpointManager, step: int, where: str | os.PathLike) -> Path:
+  """Moves checkpoint `step` out of the manager's directory into `where` (kept for a look,
+  never deleted), so that training can write that step again; returns its new path."""
+  target = Path(where) / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+  target.parent.mkdir(parents=True, exist_ok=True)
+  shutil.move(str(Path(manager.directory) / str(step)), str(target))
+  manager.reload()
+  return target
 
 
 def _abstract(tree: PyTree) -> PyTree:
@@ -233,17 +349,25 @@ def restore(manager: ocp.CheckpointManager, like: GANState, step: int | None = N
   Raises:
     FileNotFoundError: there is no checkpoint.
     CheckpointMismatchError: the checkpoint's shapes differ from `like`'s.
+    CorruptCheckpointError: it cannot be read, or fails its checksums or finiteness.
   """
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {manager.directory}")
   current = state_to_tree(like, 0)
-  legacy = _is_legacy(_state_metadata(manager, step))
+  try:
+    legacy = _is_legacy(_state_metadata(manager, step))
+  except Exception as e:  # pylint: disable=broad-except  (unreadable metadata is corruption)
+    raise _read_error(step, manager.directory, e) from e
   target = _abstract(_to_legacy(current) if legacy else current)
   check_compatible(manager, step, target)
   restore_args = ocp.checkpoint_utils.construct_restore_args(target)
-  restored = manager.restore(step, args=ocp.args.Composite(
-      **{STATE: ocp.args.PyTreeRestore(target, restore_args=restore_args)}))[STATE]
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(
+        **{STATE: ocp.args.PyTreeRestore(target, restore_args=restore_args)}))[STATE]
+  except Exception as e:  # pylint: disable=broad-except  (any read failure is corruption here)
+    raise _read_error(step, manager.directory, e) from e
+  _check(manager, step, restored)
   if legacy:
     restored = _from_legacy(restored, current)
   state, data_step = tree_to_state(restored, like)
@@ -265,6 +389,11 @@ def restore_generator(directory: str | os.PathLike, step: int | None = None
     ({'params', 'collections', and 'g_ema' when the run had EMA, 'extra' when the family
     keeps extra state (the state's extra['family'])}, the checkpoint's config as a dict,
     step).
+
+  Raises:
+    FileNotFoundError: no such checkpoint.
+    CorruptCheckpointError: it cannot be read, or the generator's arrays fail their
+      checksums or are not finite.
   """
   if not Path(directory).is_dir():
     raise FileNotFoundError(f"no checkpoints folder {directory}")
@@ -274,21 +403,25 @@ def restore_generator(directory: str | os.PathLike, step: int | None = None
     if step is None or step not in manager.all_steps():
       raise FileNotFoundError(f"no checkpoint {'' if step is None else step} in {directory} "
                               f"(it has {list(manager.all_steps())})")
-    meta = _state_metadata(manager, step)
-    collections = "batch_stats" if _is_legacy(meta) else "collections"
-    wanted = {"g": {"params": meta["g"]["params"], collections: meta["g"][collections]}}
-    if "g_ema" in meta:
-      wanted["g_ema"] = meta["g_ema"]
-    if isinstance(meta.get("extra"), dict) and "family" in meta["extra"]:
-      wanted["extra"] = {"family": meta["extra"]["family"]}  # e.g. ProGAN's level and alpha
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                          wanted, is_leaf=lambda x: hasattr(x, "shape"))
-    restored = manager.restore(step, args=ocp.args.Composite(**{
-        STATE: ocp.args.PyTreeRestore(
-            target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-            partial_restore=True),
-        CONFIG: ocp.args.JsonRestore()}))
+    try:
+      meta = _state_metadata(manager, step)
+      collections = "batch_stats" if _is_legacy(meta) else "collections"
+      wanted = {"g": {"params": meta["g"]["params"], collections: meta["g"][collections]}}
+      if "g_ema" in meta:
+        wanted["g_ema"] = meta["g_ema"]
+      if isinstance(meta.get("extra"), dict) and "family" in meta["extra"]:
+        wanted["extra"] = {"family": meta["extra"]["family"]}  # e.g. ProGAN's level and alpha
+      device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                            wanted, is_leaf=lambda x: hasattr(x, "shape"))
+      restored = manager.restore(step, args=ocp.args.Composite(**{
+          STATE: ocp.args.PyTreeRestore(
+              target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+              partial_restore=True),
+          CONFIG: ocp.args.JsonRestore()}))
+    except Exception as e:  # pylint: disable=broad-except  (any read failure is corruption)
+      raise _read_error(step, directory, e) from e
+    _check(manager, step, restored[STATE])
   finally:
     manager.close()
   arrays = dict(restored[STATE]["g"])

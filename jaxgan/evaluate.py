@@ -29,6 +29,8 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from jaxgan import errors
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir to score.")
 _STEP = flags.DEFINE_string("step", None, "Checkpoint step, or 'best' (WORKDIR/best/); "
                             "default the latest.")
@@ -78,7 +80,8 @@ def main(argv):
         metrics=_METRICS.value, num=_NUM.value, ref_num=_REF_NUM.value, network=_NETWORK.value,
         weights=_WEIGHTS.value, batch=_BATCH.value, size=size, ema=_EMA.value,
         cache_dir=_CACHE.value)
-  except (ValueError, FileNotFoundError) as e:  # The message names the bad input.
+  except (ValueError, FileNotFoundError, errors.CorruptCheckpointError) as e:
+    # The message names the bad input.
     logging.error("%s", e)
     sys.exit(1)
   names = {v for group in evaluation.METRICS.values() for v in group}

@@ -207,29 +207,19 @@ def plot_panels(records: Sequence[dict[str, Any]]) -> list[tuple[str, str, bool,
   return panels
 
 
-def plot_losses(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path | None:
-  """The training curves of metrics.jsonl records, one panel per `plot_panels` entry: the
-  raw values faint, their `smooth`ed line over them (an eval metric: its points, no smoothing).
-
-  Args:
-    records: dicts with 'step' and scalars (missing or null values skipped).
-    path: the PNG to write.
-
-  Returns:
-    The path, or None when there is no record.
-  """
-  if not records:
-    return None
-  panels = plot_panels(records)
+def loss_figure(records: Sequence[dict[str, Any]]):
+  """The training curves of metrics.jsonl records as a matplotlib Figure (None without
+  data), one panel per `plot_panels` entry: the raw values faint, their `smooth`ed line
+  over them (an eval metric: its points, no smoothing). A notebook displays it inline."""
+  panels = plot_panels(records) if records else []
   if not panels:
     return None
-  import matplotlib  # pylint: disable=g-import-not-at-top  (only the plot needs it)
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top  (only plots need it)
 
   cols = 1 if len(panels) == 1 else 2
   rows = math.ceil(len(panels) / cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 3.6 * rows), dpi=100, squeeze=False)
+  fig = Figure(figsize=(6.5 * cols, 3.6 * rows), dpi=100)
+  axes = fig.subplots(rows, cols, squeeze=False)
   for ax, (title, ylabel, log, curves) in zip(axes.flat, panels):
     for key, label in curves:
       steps, values = _series(records, key)
@@ -256,9 +246,17 @@ def plot_losses(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> P
   for ax in list(axes.flat)[len(panels):]:
     ax.set_visible(False)
   fig.tight_layout()
+  return fig
+
+
+def plot_losses(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path | None:
+  """`loss_figure` of metrics.jsonl records as a PNG at `path`; returns it, or None when
+  there is nothing to plot."""
+  fig = loss_figure(records)
+  if fig is None:
+    return None
   path = Path(path)
   tmp = path.with_name(path.name + ".tmp")
   fig.savefig(tmp, format="png")
-  plt.close(fig)
   tmp.replace(path)
   return path

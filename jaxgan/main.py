@@ -60,7 +60,7 @@ def main(argv):
   try:
     loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (config_lib.ConfigError, checkpointing.CheckpointMismatchError,
-          loop.NonFiniteError, lock.WorkdirLocked) as e:
+          checkpointing.CorruptCheckpointError, loop.NonFiniteError, lock.WorkdirLocked) as e:
     # Expected failures: the message says what to change; a traceback would bury it.
     logging.error("%s", e)
     sys.exit(1)

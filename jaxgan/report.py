@@ -318,11 +318,15 @@ def main(argv):
     raise app.UsageError(f"--nearest={_NEAREST.value}: expected the number of neighbours, "
                          f">= 0 (0: do not compute them)")
   if _NEAREST.value and nearest_is_stale(wd):
+    from jaxgan import checkpointing  # pylint: disable=g-import-not-at-top
     from jaxgan.metrics import nearest  # pylint: disable=g-import-not-at-top
     t = time.perf_counter()
-    for line in nearest.write_check(str(wd.root), k=_NEAREST.value):
-      logging.info("%s", line)
-    logging.info("Memorisation check in %.1f s.", time.perf_counter() - t)
+    try:
+      for line in nearest.write_check(str(wd.root), k=_NEAREST.value):
+        logging.info("%s", line)
+      logging.info("Memorisation check in %.1f s.", time.perf_counter() - t)
+    except (ValueError, FileNotFoundError, checkpointing.CorruptCheckpointError) as e:
+      logging.warning("No memorisation check on the page: %s", e)
   path = write(wd, _OUT.value or None)
   logging.info("Wrote %s (%.1f MB); open it in a browser (reload it to see a running job's "
                "latest state).", path, path.stat().st_size / 1e6)

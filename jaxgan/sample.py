@@ -30,6 +30,8 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
+from jaxgan import errors
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training run's workdir.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
 _NUM = flags.DEFINE_integer("num", None, "Images, from seeds 0..num-1 (when --seeds is not "
@@ -157,7 +159,7 @@ def main(argv):
                                   k=_NEAREST.value, num=_NUM.value, seeds=seeds,
                                   ref_num=_NEAREST_REF.value, features=_FEATURES.value,
                                   step=_STEP.value, ema=_EMA.value, best=_BEST.value)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, errors.CorruptCheckpointError) as e:
       raise app.UsageError(str(e)) from e
     for line in lines:
       logging.info("%s", line)
@@ -168,7 +170,7 @@ def main(argv):
         truncation=_TRUNCATION.value, interpolate=tuple(pair) if pair else None,
         frames=_FRAMES.value, nrow=_NROW.value, step=_STEP.value, ema=_EMA.value,
         separate_dir=_SEPARATE.value, best=_BEST.value)
-  except (ValueError, FileNotFoundError) as e:  # A bad label, seed, truncation or checkpoint.
+  except (ValueError, FileNotFoundError, errors.CorruptCheckpointError) as e:  # A bad label, seed or checkpoint.
     raise app.UsageError(str(e)) from e
   logging.info("%s", message)
 

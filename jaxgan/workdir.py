@@ -3,7 +3,8 @@
     WORKDIR/
       config.py            the resolved config as a config file (--config WORKDIR/config.py reruns it)
       config.json          the same config as JSON (read by jaxgan.sampling)
-      checkpoints/STEP/    Orbax checkpoints: arrays of the whole state, and the config
+      checkpoints/STEP/    Orbax checkpoints: arrays of the whole state, their checksums, the config
+      checkpoints_corrupt/STEP-TIME/  a checkpoint that failed its checks on restore, set aside
       best/STEP/           the checkpoint of the best metric value so far (config.evals type
                            'metrics' with keep_best), never deleted by max_to_keep
       best.json            that value, its name and step: {"value_name": "fid", "value": ..., "step": ...}
@@ -53,6 +54,7 @@ class Workdir:
   config_py = property(lambda self: self.root / "config.py")
   config_json = property(lambda self: self.root / "config.json")
   checkpoints = property(lambda self: self.root / "checkpoints")
+  corrupt_checkpoints = property(lambda self: self.root / "checkpoints_corrupt")
   best = property(lambda self: self.root / "best")
   best_json = property(lambda self: self.root / "best.json")
   metrics = property(lambda self: self.root / "metrics.jsonl")

@@ -3,18 +3,23 @@
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 from jaxgan import checkpointing
 from jaxgan import jsonl_writer
 from jaxgan import lock
+from jaxgan import sampling
 from jaxgan import workdir as workdir_lib
-from tests.conftest import REPO, TINY_CONFIG, run_main, subprocess_env
+from jaxgan.training import loop
+from tests.conftest import REPO, TINY_CONFIG, load_config, run_main, subprocess_env
 
 
 def _steps(path):
@@ -109,3 +114,97 @@ def test_a_second_run_on_a_live_workdir_stops_at_once_and_the_first_goes_on(tmp_
   assert first.returncode == 0, rest[-3000:]
   assert "Stopped by SIGTERM" in rest and not (workdir / "lock").exists()
   assert checkpointing.create_manager(workdir / "checkpoints", read_only=True).latest_step()
+
+
+# ---- checkpoint integrity ----------------------------------------------------------------
+
+def _tiny(num_steps):
+  config = load_config()
+  config.train.num_steps, config.checkpoint_every, config.log_every = num_steps, 2, 1
+  config.sample_every, config.report_every_secs = 100, 0
+  return config
+
+
+def _params(state):
+  return [np.asarray(x) for x in jax.tree.leaves((state.g.params, state.d.params))]
+
+
+def _data_file(checkpoint):
+  """The largest file of a checkpoint's arrays."""
+  return max((p for p in (checkpoint / "state").rglob("*") if p.is_file()),
+             key=lambda p: p.stat().st_size)
+
+
+def _flip(path, every=None):
+  data = bytearray(path.read_bytes())
+  spots = range(0, len(data), every) if every else range(len(data) // 2, len(data) // 2 + 400)
+  for i in spots:
+    data[i] ^= 0xFF
+  path.write_bytes(bytes(data))
+
+
+# What is done to a checkpoint's largest data file ('empty_metadata': to state/_METADATA).
+CORRUPTIONS = {
+    "flip": _flip,  # 400 bytes in the middle: read without error, wrong values
+    "truncate": lambda path: path.write_bytes(path.read_bytes()[:path.stat().st_size // 2]),
+    "delete": lambda path: path.unlink(),
+    "empty_metadata": None,
+}
+
+
+@pytest.fixture(scope="module")
+def six_steps(tmp_path_factory):
+  """A tiny run to step 6 (checkpoints 2, 4, 6) and the parameters of an uninterrupted run
+  to step 8."""
+  base = tmp_path_factory.mktemp("six") / "run"
+  loop.train_and_evaluate(_tiny(6), str(base))
+  reference = loop.train_and_evaluate(_tiny(8), str(tmp_path_factory.mktemp("eight") / "run"))
+  return base, _params(reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", sorted(CORRUPTIONS))
+def test_a_corrupt_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_before(
+    six_steps, tmp_path, caplog, mode):
+  base, reference = six_steps
+  wd = workdir_lib.Workdir(shutil.copytree(base, tmp_path / "run"))
+  target = _data_file(wd.checkpoints / "6")
+  if mode == "empty_metadata":
+    (wd.checkpoints / "6" / "state" / "_METADATA").write_text("")
+  else:
+    CORRUPTIONS[mode](target)
+  with caplog.at_level(logging.INFO):
+    state = loop.train_and_evaluate(_tiny(8), str(wd.root))
+  assert f"checkpoint 6 in {wd.checkpoints} " in caplog.text
+  # Flipped bytes read without error: the checksums catch them.
+  assert ("differs from its saved checksum" in caplog.text) == (mode == "flip"), caplog.text
+  assert "Resuming from the checkpoint of step 4" in caplog.text and "1 newer failed" in caplog.text
+  assert [p.name.split("-")[0] for p in wd.corrupt_checkpoints.iterdir()] == ["6"]
+  # Bit-identical to the uninterrupted run, with one metrics line per step.
+  for a, b in zip(_params(state), reference, strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert _steps(wd.metrics) == list(range(1, 9))
+  assert sorted(int(p.name) for p in wd.checkpoints.iterdir() if p.name.isdigit()) == [4, 6, 8]
+
+
+def test_sampling_refuses_a_corrupt_checkpoint_in_one_line(six_steps, tmp_path):
+  base, _ = six_steps
+  wd = workdir_lib.Workdir(shutil.copytree(base, tmp_path / "run"))
+  _flip(_data_file(wd.checkpoints / "6"), every=997)
+  with pytest.raises(checkpointing.CorruptCheckpointError, match="checkpoint 6 in .* is "
+                     "(corrupt|cannot be read)"):
+    sampling.load_generator(wd.root)
+  assert sampling.load_generator(wd.root, step=4).step == 4  # the others still load
+  manager = checkpointing.create_manager(wd.checkpoints, read_only=True)
+  assert checkpointing.newest_verified(manager) == 4
+  manager.close()
+
+
+def test_every_checkpoint_corrupt_stops_the_run_saying_so(six_steps, tmp_path):
+  base, _ = six_steps
+  wd = workdir_lib.Workdir(shutil.copytree(base, tmp_path / "run"))
+  for step in (2, 4, 6):
+    (wd.checkpoints / str(step) / "state" / "_METADATA").write_text("")
+  with pytest.raises(checkpointing.CorruptCheckpointError, match="every checkpoint in .* failed"):
+    loop.train_and_evaluate(_tiny(8), str(wd.root))
+  assert not any(p.name.isdigit() for p in wd.checkpoints.iterdir())  # all set aside

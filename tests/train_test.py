@@ -230,10 +230,11 @@ def test_nan_stops_naming_the_step_and_the_last_good_checkpoint(
   message = str(e.value)
   assert f"non-finite metrics at step {nan_at}: loss/d=nan" in message
   if last_good is None:
-    assert "there is no checkpoint yet" in message
+    assert "there is no checkpoint that passes its checks" in message
     assert checkpoint_steps(wd) == []
   else:
-    assert f"the last good checkpoint is step {last_good} in {wd.checkpoints}" in message
+    assert (f"the last good checkpoint (verified) is step {last_good} in {wd.checkpoints}"
+            in message)
     assert checkpoint_steps(wd) == [last_good]
     state, _, _ = restore_state(wd, config)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(

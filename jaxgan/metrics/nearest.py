@@ -13,8 +13,8 @@ put each sample beside the training images nearest to it. Two spaces are searche
             of one, but not a flipped or moved copy
   features  the L2 distance of the metrics network's pool features (config.evals' first
             'metrics' entry: its network and weights; Inception's 2048-d pool for FID),
-            which also finds copies under small shifts and flips; searched only when the
-            run has such an entry
+            less sensitive than pixels to a small shift or a colour change; searched
+            only when the run has such an entry (or when asked)
 
 The training images are the metrics' reference set (`input_pipeline.reference_set`: the
 first images of the data in their epoch-0 order, centre-cropped as for training, not

@@ -116,9 +116,10 @@ def _state_is_finite(state: state_lib.GANState) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _raise_if_bad(acc_host: dict[str, Any] | None, step: int, last_saved: int | None,
-                  checkpoints, state_finite: bool = True) -> None:
-  """Raises NonFiniteError naming the first bad step and the last good checkpoint."""
+def _raise_if_bad(acc_host: dict[str, Any] | None, step: int, manager,
+                  state_finite: bool = True) -> None:
+  """Raises NonFiniteError naming the first bad step and the newest checkpoint that passes
+  its checks (read back and verified now: jaxgan.checkpointing.newest_verified)."""
   if acc_host is not None and int(acc_host["bad_step"]) >= 0:
     bad = {k: float(v) for k, v in acc_host["bad"].items() if not np.isfinite(v)}
     what = (f"non-finite metrics at step {int(acc_host['bad_step'])}: "
@@ -127,8 +128,9 @@ def _raise_if_bad(acc_host: dict[str, Any] | None, step: int, last_saved: int | 
     what = f"non-finite values in the training state after step {step}"
   else:
     return
-  last = (f"the last good checkpoint is step {last_saved} in {checkpoints}" if last_saved is not None
-          else "there is no checkpoint yet")
+  good = checkpointing.newest_verified(manager)
+  last = (f"the last good checkpoint (verified) is step {good} in {manager.directory}"
+          if good is not None else "there is no checkpoint that passes its checks")
   raise NonFiniteError(f"Training stopped: {what}. No checkpoint of a later step was written; "
                        f"{last}. Lower the learning rates or change the config, then resume.")
 
@@ -242,7 +244,7 @@ class LogMetrics(actions_lib.Action):
   def __call__(self, ctx: actions_lib.Context) -> None:
     config = self._config
     acc_host = _host(ctx.acc)  # Blocks until the step is done: the times below are its end.
-    _raise_if_bad(acc_host, ctx.step, ctx.last_saved, ctx.manager.directory)
+    _raise_if_bad(acc_host, ctx.step, ctx.manager)
     now = time.perf_counter()
     clock_step, clock_time = ctx.clock
     if ctx.step == clock_step + 1:
@@ -272,8 +274,7 @@ class LogMetrics(actions_lib.Action):
 def _check_finite(ctx: actions_lib.Context) -> None:
   """NonFiniteError when the metrics since the last log or the state hold NaN/Inf."""
   acc_host = None if ctx.acc is None else _host(ctx.acc)
-  _raise_if_bad(acc_host, ctx.step, ctx.last_saved, ctx.manager.directory,
-                bool(_host(_state_is_finite(ctx.state))))
+  _raise_if_bad(acc_host, ctx.step, ctx.manager, bool(_host(_state_is_finite(ctx.state))))
 
 
 def default_actions(ctx: actions_lib.Context) -> list[actions_lib.Action]:
@@ -289,18 +290,40 @@ def default_actions(ctx: actions_lib.Context) -> list[actions_lib.Action]:
 
 # ---- the loop ----------------------------------------------------------------------------
 
-def _restore_or_init(config, wd, manager, state):
-  """(state, data_step): the latest checkpoint's, or `state` and 0 when there is none."""
+def _restore_or_init(config, wd, manager, state, lead: bool):
+  """(state, data_step): the newest checkpoint's that passes its checks, or `state` and 0
+  when there is none. A checkpoint that fails (jaxgan.checkpointing.CorruptCheckpointError)
+  is reported, moved by process 0 to WORKDIR/checkpoints_corrupt/ (so that its step can be
+  written again) and the next older one is tried; when every one fails, the run stops."""
   if manager.latest_step() is None:
     logging.info("No checkpoint in %s: starting from step 0.", wd.checkpoints)
     return state, 0
-  state, data_step, step = checkpointing.restore(manager, state)
-  logging.info("Resuming from the checkpoint of step %d in %s.", step, wd.checkpoints)
+  failed = []
+  while manager.latest_step() is not None:
+    try:
+      restored, data_step, step = checkpointing.restore(manager, state)
+      break
+    except checkpointing.CorruptCheckpointError as e:
+      bad = manager.latest_step()
+      failed.append(str(e))
+      if lead:
+        where = checkpointing.set_aside(manager, bad, wd.corrupt_checkpoints)
+        logging.warning("%s. Moved it to %s; trying the next older checkpoint.", e, where)
+      if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"jaxgan set aside checkpoint {bad}")
+        manager.reload()
+  else:
+    raise checkpointing.CorruptCheckpointError(
+        f"every checkpoint in {wd.checkpoints} failed its checks (moved to "
+        f"{wd.corrupt_checkpoints}): {' | '.join(failed)}. Run again to start from step 0, "
+        f"or restore the checkpoints from a backup")
+  logging.info("Resuming from the checkpoint of step %d in %s%s.", step, wd.checkpoints,
+               f" (it passed its checks; {len(failed)} newer failed)" if failed else "")
   if wd.config_json.exists():
     changes = workdir_lib.config_changes(workdir_lib.load_config(wd).to_dict(), config.to_dict())
     for change in changes:
       logging.warning("Config changed since the last run: %s", change)
-  return state, data_step
+  return restored, data_step
 
 
 def _strong_types(state: state_lib.GANState) -> state_lib.GANState:
@@ -468,7 +491,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = init_state(config, gan, mesh)
     manager = checkpointing.create_manager(wd.checkpoints, max_to_keep=config.max_to_keep)
     try:
-      state, data_step = _restore_or_init(config, wd, manager, state)
+      state, data_step = _restore_or_init(config, wd, manager, state, lead)
       start = int(_host(state.step))
       if gan.check_extra is not None and "family" in state.extra:
         gan.check_extra(_host(state.extra["family"]), start)
