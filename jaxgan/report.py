@@ -80,7 +80,9 @@ _SCRIPT = """
     show(i);
     timer = setInterval(function () {
       i += 1;
-      if (i >= frames.length) { clearInterval(timer); timer = null; play.textContent = "Play"; return; }
+      if (i >= frames.length) {
+        clearInterval(timer); timer = null; play.textContent = "Play"; return;
+      }
       show(i);
     }, 250);
   });
@@ -317,8 +319,9 @@ def main(argv):
   if _NEAREST.value < 0:
     raise app.UsageError(f"--nearest={_NEAREST.value}: expected the number of neighbours, "
                          f">= 0 (0: do not compute them)")
+  from jaxgan import checkpointing  # pylint: disable=g-import-not-at-top
+  checkpointing.quiet_orbax_info_logs()
   if _NEAREST.value and nearest_is_stale(wd):
-    from jaxgan import checkpointing  # pylint: disable=g-import-not-at-top
     from jaxgan.metrics import nearest  # pylint: disable=g-import-not-at-top
     t = time.perf_counter()
     try:

@@ -14,6 +14,8 @@ from jaxgan import sampling
 from jaxgan import workdir as workdir_lib
 from tests.conftest import REPO, TRAINED_STEPS, subprocess_env
 
+NOTEBOOK = REPO / "notebooks" / "sample.ipynb"
+
 
 def test_latents_are_a_pure_function_of_each_seed():
   z = sampling.latents([5, 1, 9], 16)
@@ -109,17 +111,53 @@ def test_sample_command_writes_a_grid_and_the_summary(trained_workdir, tmp_path)
   assert Image.open(wd.loss_plot).format == "PNG"
 
 
-def test_notebook_runs_headless_and_shows_images(trained_workdir, monkeypatch):
+def _run_notebook(workdir, monkeypatch):
   import nbclient  # pylint: disable=g-import-not-at-top
   import nbformat  # pylint: disable=g-import-not-at-top
-  monkeypatch.setenv("JAXGAN_WORKDIR", str(trained_workdir))
-  notebook = nbformat.read(REPO / "notebooks" / "sample.ipynb", as_version=4)
+  monkeypatch.setenv("JAXGAN_WORKDIR", str(workdir))
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
   client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
                                    resources={"metadata": {"path": str(REPO / "notebooks")}})
-  client.execute()
-  outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+  try:
+    client.execute()
+  except nbclient.exceptions.CellExecutionError as e:
+    return notebook, e
+  return notebook, None
+
+
+def _outputs(notebook):
+  return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+
+
+# The loss curves, the timeline strip, the nearest neighbours, a grid, the interpolation
+# strip and the truncation sweep.
+NOTEBOOK_PNGS = 6
+
+
+def test_notebook_runs_headless_and_shows_images(trained_workdir, monkeypatch):
+  notebook, error = _run_notebook(trained_workdir, monkeypatch)
+  assert error is None, error
+  outputs = _outputs(notebook)
   assert not [o for o in outputs if o.output_type == "error"]
   pngs = [o for o in outputs if "image/png" in o.get("data", {})]
-  assert len(pngs) == 3  # The grid, the interpolation strip, the truncation sweep.
+  assert len(pngs) == NOTEBOOK_PNGS
   text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
   assert f"checkpoint of step {TRAINED_STEPS}, EMA generator, 16x16 images" in text
+  assert "samples' median distance to the nearest training image" in text
+
+
+def test_notebook_names_a_workdir_without_a_checkpoint(tmp_path, monkeypatch):
+  notebook, error = _run_notebook(tmp_path, monkeypatch)
+  assert error is not None and f"{tmp_path} has no checkpoint" in str(error)
+
+
+def test_the_notebook_is_saved_with_the_outputs_of_a_pokemon_run():
+  import nbformat  # pylint: disable=g-import-not-at-top
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
+  code = [c for c in notebook.cells if c.cell_type == "code"]
+  assert all(c.outputs for c in code), "every code cell has its saved output"
+  outputs = _outputs(notebook)
+  assert not [o for o in outputs if o.output_type == "error"]
+  assert len([o for o in outputs if "image/png" in o.get("data", {})]) == NOTEBOOK_PNGS
+  assert "folder:" in code[0].outputs[0]["text"] and "pokemon" in code[0].outputs[0]["text"]
+  assert "sys.path" not in "".join(c.source for c in code)
