@@ -32,7 +32,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import flax
 import jax
@@ -41,15 +41,15 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxgan.errors import CorruptCheckpointError  # noqa: F401  (raised here)
+from jaxgan import errors
 from jaxgan.training.state import GANState
 
 STATE, CONFIG, CHECKSUMS = "state", "config", "checksums"
 PyTree = Any
 
 
-class CheckpointMismatchError(ValueError):
-  """The checkpoint's arrays do not have the shapes the current config makes."""
+CheckpointMismatchError = errors.CheckpointMismatchError
+CorruptCheckpointError = errors.CorruptCheckpointError
 
 
 def create_manager(directory: str | os.PathLike, *, max_to_keep: int | None = None,

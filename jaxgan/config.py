@@ -14,6 +14,8 @@ from typing import Sequence
 
 import ml_collections
 
+from jaxgan import errors
+
 DTYPES = ("float32", "bfloat16")
 RESIZE_POLICIES = ("center_crop", "random_crop", "resize")
 LABELS = ("none", "subfolders")
@@ -21,8 +23,7 @@ LABELS = ("none", "subfolders")
 SHARED_MODEL_FIELDS = ("family", "latent_dim", "num_classes", "dtype", "upsample_impl")
 
 
-class ConfigError(ValueError):
-  """An invalid config value, raised before any compilation."""
+ConfigError = errors.ConfigError  # An invalid config value, raised before any compilation.
 
 
 def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:

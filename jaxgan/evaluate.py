@@ -24,12 +24,9 @@ without the file; its numbers are not comparable with published ones).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-from absl import app, flags, logging
-
-from jaxgan import errors
+from absl import app, flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir to score.")
 _STEP = flags.DEFINE_string("step", None, "Checkpoint step, or 'best' (WORKDIR/best/); "
@@ -80,10 +77,8 @@ def main(argv):
         metrics=_METRICS.value, num=_NUM.value, ref_num=_REF_NUM.value, network=_NETWORK.value,
         weights=_WEIGHTS.value, batch=_BATCH.value, size=size, ema=_EMA.value,
         cache_dir=_CACHE.value)
-  except (ValueError, FileNotFoundError, errors.CorruptCheckpointError) as e:
-    # The message names the bad input.
-    logging.error("%s", e)
-    sys.exit(1)
+  except ValueError as e:  # A bad flag value or image set; a checkpoint's failure: status 1.
+    raise app.UsageError(str(e)) from e
   names = {v for group in evaluation.METRICS.values() for v in group}
   scored = {k: v for k, v in values.items() if k in names}
   what = (f"checkpoint {values['step']} of {_WORKDIR.value}" if "step" in values

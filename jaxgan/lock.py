@@ -29,11 +29,12 @@ from typing import Any, Iterator
 
 from absl import logging
 
+from jaxgan import errors
+
 LOCK_NAME = "lock"
 
 
-class WorkdirLocked(RuntimeError):
-  """Another live run holds the workdir."""
+WorkdirLocked = errors.WorkdirLocked
 
 
 def _describe(info: dict[str, Any]) -> str:

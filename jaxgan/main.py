@@ -11,7 +11,6 @@ SIGTERM or Ctrl-C saves a checkpoint of the current step and exits with status 0
 from __future__ import annotations
 
 import os
-import sys
 
 if __name__ == "__main__":
   # Before JAX starts its CPU threads: glibc then keeps the step's freed temporaries
@@ -26,9 +25,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxgan import checkpointing
-from jaxgan import config as config_lib
 from jaxgan import distributed
-from jaxgan import lock
 from jaxgan.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -57,13 +54,8 @@ def main(argv):
                jax.default_backend(), jax.device_count(), jax.process_count())
   if _HOST_MALLOC:
     logging.info("Host memory: %s.", _HOST_MALLOC)
-  try:
-    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (config_lib.ConfigError, checkpointing.CheckpointMismatchError,
-          checkpointing.CorruptCheckpointError, loop.NonFiniteError, lock.WorkdirLocked) as e:
-    # Expected failures: the message says what to change; a traceback would bury it.
-    logging.error("%s", e)
-    sys.exit(1)
+  # Expected failures (jaxgan.errors) end the run in one line: jaxgan.cli.run.
+  loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":

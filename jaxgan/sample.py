@@ -26,11 +26,10 @@ reached, the grid upscaled to the final size (--separate_dir keeps the native si
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 from absl import app, flags, logging
-
-from jaxgan import errors
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training run's workdir.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
@@ -150,6 +149,13 @@ def main(argv):
     raise app.UsageError(str(e).replace("seeds", "--seeds/--interpolate/--labels", 1)) from e
   if pair is not None and len(pair) != 2:
     raise app.UsageError(f"--interpolate={_INTERPOLATE.value!r}: expected two seeds 'A,B'")
+  for flag, least in ((_NUM, 1), (_NROW, 1), (_FRAMES, 2)):
+    if flag.value is not None and flag.value < least:
+      raise app.UsageError(f"--{flag.name}={flag.value}: expected a whole number >= {least}")
+  if _STEP.value is not None and _STEP.value < 0:
+    raise app.UsageError(f"--step={_STEP.value}: expected a checkpoint step >= 0")
+  if not os.path.isdir(_WORKDIR.value):
+    raise app.UsageError(f"--workdir={_WORKDIR.value}: no such directory")
   if _NEAREST.value < 0:
     raise app.UsageError(f"--nearest={_NEAREST.value}: expected the number of neighbours, >= 1")
   if _NEAREST.value:
@@ -159,7 +165,7 @@ def main(argv):
                                   k=_NEAREST.value, num=_NUM.value, seeds=seeds,
                                   ref_num=_NEAREST_REF.value, features=_FEATURES.value,
                                   step=_STEP.value, ema=_EMA.value, best=_BEST.value)
-    except (ValueError, FileNotFoundError, errors.CorruptCheckpointError) as e:
+    except ValueError as e:  # A bad count; a missing or corrupt checkpoint fails with 1.
       raise app.UsageError(str(e)) from e
     for line in lines:
       logging.info("%s", line)
@@ -170,7 +176,7 @@ def main(argv):
         truncation=_TRUNCATION.value, interpolate=tuple(pair) if pair else None,
         frames=_FRAMES.value, nrow=_NROW.value, step=_STEP.value, ema=_EMA.value,
         separate_dir=_SEPARATE.value, best=_BEST.value)
-  except (ValueError, FileNotFoundError, errors.CorruptCheckpointError) as e:  # A bad label, seed or checkpoint.
+  except ValueError as e:  # A bad label, seed or truncation (a checkpoint's failure: status 1).
     raise app.UsageError(str(e)) from e
   logging.info("%s", message)
 

@@ -6,6 +6,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+from jaxgan import errors
+
 DATA_AXIS = "data"
 
 
@@ -33,5 +35,5 @@ def check_batch_divides(global_batch: int, mesh: Mesh,
   """ValueError unless the global batch (`what`) splits evenly over the mesh's devices."""
   n = mesh.shape[DATA_AXIS]
   if global_batch % n:
-    raise ValueError(f"{what}={global_batch} does not divide by the {n} devices "
-                     f"of the mesh: choose a multiple of {n}")
+    raise errors.DataError(f"{what}={global_batch} does not divide by the {n} devices "
+                           f"of the mesh: choose a multiple of {n}")

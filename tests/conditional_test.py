@@ -100,8 +100,8 @@ def test_sample_labels_flag_writes_a_per_class_grid(trained, tmp_path):
   proc = subprocess.run([sys.executable, "-m", "jaxgan.sample", f"--workdir={trained}",
                          "--labels=7", f"--out={tmp_path / 'x.png'}"], cwd=REPO,
                         env=subprocess_env(), capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 1
-  assert "label 7 is out of range: this generator has classes 0..2" in proc.stderr
+  assert proc.returncode == 2  # bad usage
+  assert "error: label 7 is out of range: this generator has classes 0..2" in proc.stderr
   assert "Traceback" not in proc.stderr
 
 

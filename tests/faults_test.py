@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -208,3 +209,101 @@ def test_every_checkpoint_corrupt_stops_the_run_saying_so(six_steps, tmp_path):
   with pytest.raises(checkpointing.CorruptCheckpointError, match="every checkpoint in .* failed"):
     loop.train_and_evaluate(_tiny(8), str(wd.root))
   assert not any(p.name.isdigit() for p in wd.checkpoints.iterdir())  # all set aside
+
+
+# ---- one error style on the command line -------------------------------------------------
+
+def _empty_folder(tmp_path):
+  (tmp_path / "empty").mkdir(exist_ok=True)
+  (tmp_path / "empty" / "notes.txt").write_text("no image here")
+  return tmp_path / "empty"
+
+
+def _file_in_the_way(tmp_path):
+  (tmp_path / "file").write_text("x")
+  return tmp_path / "file" / "run"
+
+
+MAIN = ("-m", "jaxgan.main", f"--config={TINY_CONFIG}")
+# (name, argv after python, extra environment, exit status, what the one line says). {tmp}
+# is the test's folder, {run} a trained workdir, {empty} a folder without images, {file} a
+# workdir path below a file.
+CLI_ERRORS = [
+    ("no config", ("-m", "jaxgan.main", "--workdir={tmp}/r"), {}, 2, "--config is required"),
+    ("missing config file", ("-m", "jaxgan.main", "--config=nope.py", "--workdir={tmp}/r"), {},
+     2, "--config=nope.py: no such file"),
+    ("unknown field", (*MAIN, "--workdir={tmp}/r", "--config.train.lossx=hinge"), {}, 2,
+     "--config.train.lossx: no such config field; did you mean train.loss"),
+    ("bad field type", (*MAIN, "--workdir={tmp}/r", "--config.train.batch_size=abc"), {}, 2,
+     "flag --config.train.batch_size=abc"),
+    ("bad field value", (*MAIN, "--workdir={tmp}/r", "--config.train.loss=bogus"), {}, 1,
+     "config.train.loss='bogus' is invalid: expected one of"),
+    ("builtin size 0", (*MAIN, "--workdir={tmp}/r", "--config.data.builtin_size=0"), {}, 1,
+     "config.data.builtin_size=0"),
+    ("folder without images", (*MAIN, "--workdir={tmp}/r", "--config.data.source=folder:{empty}"),
+     {}, 1, "no images"),
+    ("batch over devices", (*MAIN, "--workdir={tmp}/r", "--config.train.batch_size=7"),
+     {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, 1,
+     "config.train.batch_size=7 does not divide by the 2 devices"),
+    ("unwritable workdir", (*MAIN, "--workdir={file}"), {}, 1, "cannot be written"),
+    ("sample: missing workdir", ("-m", "jaxgan.sample", "--workdir={tmp}/none"), {}, 2,
+     "--workdir={tmp}/none: no such directory"),
+    ("sample: no checkpoint", ("-m", "jaxgan.sample", "--workdir={empty}"), {}, 1,
+     "no checkpoints folder"),
+    ("sample: missing step", ("-m", "jaxgan.sample", "--workdir={run}", "--step=99"), {}, 1,
+     "no checkpoint 99"),
+    ("sample: negative truncation", ("-m", "jaxgan.sample", "--workdir={run}",
+                                     "--truncation=-1"), {}, 2, "truncation=-1.0"),
+    ("sample: no images", ("-m", "jaxgan.sample", "--workdir={run}", "--num=0"), {}, 2,
+     "--num=0: expected a whole number >= 1"),
+    ("evaluate: bad step", ("-m", "jaxgan.evaluate", "--workdir={run}", "--step=x"), {}, 2,
+     "--step='x': expected a step number or 'best'"),
+    ("report: missing workdir", ("-m", "jaxgan.report", "--workdir={tmp}/none"), {}, 2,
+     "no such directory"),
+]
+
+
+@pytest.mark.parametrize("name,argv,env,status,message", CLI_ERRORS, ids=[c[0] for c in CLI_ERRORS])
+def test_every_expected_failure_is_one_line_without_a_traceback(
+    trained_workdir, tmp_path, name, argv, env, status, message):
+  del name
+  paths = {"tmp": tmp_path, "run": trained_workdir, "empty": _empty_folder(tmp_path),
+           "file": _file_in_the_way(tmp_path)}
+  argv = [a.format(**paths) for a in argv]
+  proc = subprocess.run([sys.executable, *argv], cwd=REPO, env={**subprocess_env(), **env},
+                        capture_output=True, text=True, timeout=300, check=False)
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert proc.returncode == status, proc.stderr[-3000:]
+  assert len(errors) == 1 and message.format(**paths) in errors[0], proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  assert proc.stderr.rstrip().endswith(errors[0])  # the last line: nothing after it
+
+
+def test_jaxgan_debug_shows_the_traceback(tmp_path):
+  proc = subprocess.run([sys.executable, *MAIN, f"--workdir={tmp_path}/r",
+                         "--config.train.loss=bogus"], cwd=REPO,
+                        env={**subprocess_env(), "JAXGAN_DEBUG": "1"}, capture_output=True,
+                        text=True, timeout=300, check=False)
+  assert proc.returncode == 1 and "Traceback" in proc.stderr and "ConfigError" in proc.stderr
+
+
+def test_the_second_ctrl_c_aborts_at_once_and_the_next_run_resumes(tmp_path):
+  workdir = tmp_path / "run"
+  proc = subprocess.Popen(
+      [sys.executable, *MAIN, f"--workdir={workdir}", "--config.train.num_steps=100000",
+       "--config.checkpoint_every=20", "--config.log_every=1000"], cwd=REPO,
+      env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  for line in proc.stderr:
+    if "Training from step" in line:
+      break
+  time.sleep(1.0)
+  proc.send_signal(signal.SIGINT)
+  for line in proc.stderr:  # the first: the loop stops and saves
+    if "saving its checkpoint, then stopping (Ctrl-C again aborts at once)" in line:
+      break
+  proc.send_signal(signal.SIGINT)
+  start = time.monotonic()
+  assert proc.wait(timeout=10) == -signal.SIGINT  # the second: killed, not a clean exit
+  assert time.monotonic() - start < 2
+  again = run_main(workdir, "--config.train.num_steps=45", "--config.checkpoint_every=20")
+  assert again.returncode == 0, again.stderr[-3000:]

@@ -12,6 +12,8 @@ from typing import Callable
 
 import numpy as np
 
+from jaxgan import errors
+
 # The content of a builtin dataset is fixed (it is data, not a training choice): changing
 # config.seed changes the order and the augmentations, not the pictures.
 DATA_SEED = 0
@@ -127,6 +129,6 @@ BUILTINS: dict[str, Renderer] = {"shapes": render_shapes}
 def get_renderer(name: str) -> Renderer:
   """The renderer of builtin dataset `name`; ValueError listing the choices if unknown."""
   if name not in BUILTINS:
-    raise ValueError(f"unknown builtin dataset {name!r}; available: "
-                     f"{', '.join(repr(n) for n in sorted(BUILTINS))} (as 'builtin:NAME')")
+    raise errors.ConfigError(f"unknown builtin dataset {name!r}; available: "
+                             f"{', '.join(repr(n) for n in sorted(BUILTINS))} (as 'builtin:NAME')")
   return BUILTINS[name]

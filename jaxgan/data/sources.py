@@ -24,6 +24,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from jaxgan import errors
 from jaxgan.data import builtin
 from jaxgan.data import order
 from jaxgan.data import store as store_lib
@@ -55,7 +56,7 @@ def list_images(path: str) -> list[str]:
   root = os.path.abspath(os.path.expanduser(path))
   if not os.path.isdir(root):
     what = "is not a directory" if os.path.exists(root) else "does not exist"
-    raise ValueError(f"config.data.source='folder:{path}': {root} {what}")
+    raise errors.DataError(f"config.data.source='folder:{path}': {root} {what}")
   files, repeats, unreadable = [], [], []
   root_stat = os.stat(root)
   visited = {(root_stat.st_dev, root_stat.st_ino)}
@@ -86,8 +87,8 @@ def list_images(path: str) -> list[str]:
     logging.warning("folder:%s: could not read %d folders or links: %s", path, len(unreadable),
                     ", ".join(map(str, unreadable[:5])) + (", ..." if len(unreadable) > 5 else ""))
   if not files:
-    raise ValueError(f"config.data.source='folder:{path}': no images "
-                     f"({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
+    raise errors.DataError(f"config.data.source='folder:{path}': no images "
+                           f"({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
   return sorted(files)
 
 
@@ -100,9 +101,9 @@ def folder_classes(path: str, files: list[str]) -> tuple[np.ndarray, list[str]]:
   first = [os.path.relpath(f, root).split(os.sep)[0] for f in files]
   loose = [f for f, part in zip(files, first) if part == os.path.basename(f)]
   if loose:
-    raise ValueError(f"config.data.labels='subfolders': {len(loose)} image files lie directly "
-                     f"in {root} (e.g. {os.path.basename(loose[0])}), not in a class subfolder; "
-                     f"move them into one folder per class")
+    raise errors.DataError(f"config.data.labels='subfolders': {len(loose)} image files lie "
+                           f"directly in {root} (e.g. {os.path.basename(loose[0])}), not in a "
+                           f"class subfolder; move them into one folder per class")
   names = sorted(set(first))
   index = {name: i for i, name in enumerate(names)}
   return np.array([index[part] for part in first], np.int32), names
@@ -118,9 +119,9 @@ def _labels(spec: DataSpec, paths: list[str] | None) -> np.ndarray | None:
   logging.info("%s: %d classes: %s", spec.source, len(names),
                ", ".join(f"{i} {n!r} ({c} files)" for i, (n, c) in enumerate(zip(names, counts))))
   if spec.num_classes and len(names) > spec.num_classes:
-    raise ValueError(f"config.model.num_classes={spec.num_classes} is invalid: {spec.source} "
-                     f"has {len(names)} class subfolders ({', '.join(names)}); set "
-                     f"model.num_classes={len(names)}")
+    raise errors.DataError(f"config.model.num_classes={spec.num_classes} is invalid: {spec.source} "
+                           f"has {len(names)} class subfolders ({', '.join(names)}); set "
+                           f"model.num_classes={len(names)}")
   return labels
 
 
@@ -151,9 +152,9 @@ def check_labels(batches: Iterator[Batch], spec: DataSpec) -> Iterator[Batch]:
       lo, hi = int(np.min(labels)), int(np.max(labels))
       if lo < 0 or hi >= spec.num_classes:
         bad = lo if lo < 0 else hi
-        raise ValueError(f"{spec.source} has label {bad}, outside the range 0.."
-                         f"{spec.num_classes - 1} of config.model.num_classes="
-                         f"{spec.num_classes}; set num_classes to the dataset's class count")
+        raise errors.DataError(f"{spec.source} has label {bad}, outside the range 0.."
+                               f"{spec.num_classes - 1} of config.model.num_classes="
+                               f"{spec.num_classes}; set num_classes to the dataset's class count")
     yield batch
 
 
@@ -198,7 +199,7 @@ def _decode_all(spec: DataSpec, paths: list[str] | None, keep: bool):
     kept_set = set(kept)
     _warn_skipped(spec, [p for i, p in enumerate(paths) if i not in kept_set], num)
     if not kept:
-      raise ValueError(f"{spec.source}: none of the {num} image files could be decoded")
+      raise errors.DataError(f"{spec.source}: none of the {num} image files could be decoded")
   return (images if keep else None), kept
 
 
@@ -296,8 +297,8 @@ def _tfds_batches(spec: DataSpec, start_step: int, process_index: int,
       spec.arg, data_dir=spec.tfds_data_dir, image_key=spec.tfds_image_key,
       process_index=process_index, process_count=process_count)
   if spec.num_classes and not has_labels:
-    raise ValueError(f"config.model.num_classes={spec.num_classes} is invalid: {spec.source} "
-                     f"has no integer 'label' feature; use num_classes=0 for unlabelled data")
+    raise errors.DataError(f"config.model.num_classes={spec.num_classes} is invalid: {spec.source} "
+                           f"has no integer 'label' feature; use num_classes=0 for unlabelled data")
   process = _processor(spec)
   fn = tf.autograph.experimental.do_not_convert(lambda ex: {**ex, "image": process(ex["image"])})
   ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -331,7 +332,8 @@ def _tfds_batches(spec: DataSpec, start_step: int, process_index: int,
           images = [e["image"] for e in exs]
           labels = np.array([e["label"] for e in exs]) if has_labels else None
       except StopIteration:
-        raise ValueError(f"{spec.source} has no examples for process {process_index}") from None
+        raise errors.DataError(
+            f"{spec.source} has no examples for process {process_index}") from None
       batch = {"image": _finish(spec, images, pos, step)}
       if labels is not None:
         batch["label"] = labels

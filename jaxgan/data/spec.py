@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from jaxgan import config as config_lib
+from jaxgan import errors
 
 SOURCE_KINDS = ("builtin", "folder", "tfds")
 
@@ -55,8 +56,8 @@ def parse_source(source: str) -> tuple[str, str]:
   """'KIND:ARG' -> (kind, arg); ValueError naming the valid forms otherwise."""
   kind, sep, arg = str(source).partition(":")
   if not sep or kind not in SOURCE_KINDS or not arg:
-    raise ValueError(f"config.data.source={source!r} is invalid: expected 'builtin:NAME', "
-                     f"'folder:PATH' or 'tfds:NAME[:SPLIT]'")
+    raise errors.ConfigError(f"config.data.source={source!r} is invalid: expected 'builtin:NAME', "
+                             f"'folder:PATH' or 'tfds:NAME[:SPLIT]'")
   return kind, arg
 
 
@@ -72,25 +73,27 @@ def from_config(config) -> DataSpec:
   d = config.data
   kind, arg = parse_source(d.source)
   if d.channels not in (1, 3):
-    raise ValueError(f"config.data.channels={d.channels!r} is invalid: expected 1 or 3")
+    raise errors.ConfigError(f"config.data.channels={d.channels!r} is invalid: expected 1 or 3")
   if d.resize not in config_lib.RESIZE_POLICIES:
-    raise ValueError(f"config.data.resize={d.resize!r} is invalid: expected one of "
-                     f"{config_lib.RESIZE_POLICIES}")
+    raise errors.ConfigError(f"config.data.resize={d.resize!r} is invalid: expected one of "
+                             f"{config_lib.RESIZE_POLICIES}")
   size = tuple(int(s) for s in d.image_size)
   if len(size) != 2 or min(size) < 1:
-    raise ValueError(f"config.data.image_size={tuple(d.image_size)!r}: expected (height, width)")
+    raise errors.ConfigError(f"config.data.image_size={tuple(d.image_size)!r}: expected "
+                             f"(height, width)")
   background = tuple(int(c) for c in d.background)
   if len(background) != 3 or not all(0 <= c <= 255 for c in background):
-    raise ValueError(f"config.data.background={tuple(d.background)!r}: expected RGB in 0..255")
+    raise errors.ConfigError(f"config.data.background={tuple(d.background)!r}: expected RGB in "
+                             f"0..255")
   if d.get("labels", "none") not in config_lib.LABELS:
-    raise ValueError(f"config.data.labels={d.labels!r} is invalid: expected one of "
-                     f"{config_lib.LABELS}")
+    raise errors.ConfigError(f"config.data.labels={d.labels!r} is invalid: expected one of "
+                             f"{config_lib.LABELS}")
   from jaxgan import families  # pylint: disable=g-import-not-at-top
   d_steps = int(config.train.d_steps)
   stages = tuple((s.start, s.batch_size * d_steps, tuple(s.image_shape[:2]))
                  for s in families.stages(config))
   if kind == "builtin" and d.builtin_size < 1:
-    raise ValueError(f"config.data.builtin_size={d.builtin_size!r}: expected >= 1")
+    raise errors.ConfigError(f"config.data.builtin_size={d.builtin_size!r}: expected >= 1")
   return DataSpec(kind=kind, arg=arg, image_size=size, channels=int(d.channels),
                   resize=d.resize, background=background, flip=bool(d.flip),
                   shuffle_buffer=int(d.shuffle_buffer), cache=str(d.cache),

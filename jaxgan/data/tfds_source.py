@@ -12,6 +12,8 @@ import re
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from jaxgan import errors
+
 # NAME[/CONFIG][:VERSION][:SPLIT]; a version is three dotted numbers or '*'.
 _SPEC = re.compile(r"^(?P<name>[\w/.-]+?(?::[\d*]+\.[\d*]+\.[\d*]+)?)(?::(?P<split>.+))?$")
 
@@ -24,7 +26,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
   """
   match = _SPEC.match(spec)
   if not match or not match.group("name"):
-    raise ValueError(f"invalid TFDS source 'tfds:{spec}': expected 'tfds:NAME[:SPLIT]'")
+    raise errors.ConfigError(f"invalid TFDS source 'tfds:{spec}': expected 'tfds:NAME[:SPLIT]'")
   return match.group("name"), match.group("split") or "train"
 
 

@@ -41,6 +41,7 @@ from jax.experimental import multihost_utils
 from jaxgan import checkpointing
 from jaxgan import config as config_lib
 from jaxgan import distributed
+from jaxgan import errors
 from jaxgan import families
 from jaxgan import images as images_lib
 from jaxgan import input_pipeline
@@ -59,14 +60,16 @@ LOG_FIRST_STEPS = 5
 PROGRESS_WIDTH = 89
 
 
-class NonFiniteError(RuntimeError):
-  """A loss, gradient norm or state value became NaN or Inf; training stopped."""
+NonFiniteError = errors.NonFiniteError
 
 
 class _StopSignal:
   """Sets `.signum` on SIGTERM or SIGINT while active (main thread only); no I/O in the handler.
 
-  After the first signal the previous handler is back, so a second Ctrl-C aborts.
+  After the first signal that signal's default action is back, so a second Ctrl-C (or
+  SIGTERM) ends the process at once, from the kernel, even while the main thread waits in
+  C code (a step, a checkpoint write): a half-written checkpoint is an uncommitted
+  temporary folder that the next run removes, and the earlier ones are intact.
   """
 
   def __init__(self):
@@ -76,7 +79,7 @@ class _StopSignal:
   def _handle(self, signum, frame):
     del frame
     self.signum = signum
-    signal.signal(signum, self._previous[signum])
+    signal.signal(signum, signal.SIG_DFL)
 
   def __enter__(self) -> _StopSignal:
     if threading.current_thread() is threading.main_thread():
@@ -443,6 +446,10 @@ def _workdir_lock(wd, lead: bool):
     error = None
   except lock_lib.WorkdirLocked as e:
     held, error = None, e
+  except OSError as e:  # read-only, a file in the way, no space, ...
+    held, error = None, errors.WorkdirError(
+        f"workdir {wd.root} cannot be written ({e.strerror or e}: {e.filename or wd.root}): "
+        f"give a --workdir where this user may create files")
   if jax.process_count() > 1:
     ok = multihost_utils.broadcast_one_to_all(np.int32(error is None))
     if not ok and error is None:
@@ -587,6 +594,10 @@ def _loop(ctx: actions_lib.Context, run_actions: list[actions_lib.Action],
     for action in run_actions:
       if action.schedule.due(ctx.step):
         action(ctx)
+  if stop.signum is not None:
+    logging.warning("%s at step %d: saving its checkpoint, then stopping (%s again aborts at "
+                    "once).", signal.Signals(stop.signum).name, ctx.step,
+                    "Ctrl-C" if stop.signum == signal.SIGINT else "the signal")
   for action in run_actions:
     action.finish(ctx)
   logging.info("Step %d; state fingerprint %s.", ctx.step, state_fingerprint(ctx.state))
