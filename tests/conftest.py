@@ -17,6 +17,12 @@ _CACHE_DIR = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _CACHE_DIR = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxgan-xla-")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+# The tests check behaviour, not speed, and most of their time is XLA compiling tiny
+# programs: LLVM at -O0 compiles them about 30% faster (docs/pitfalls.md). Kept for the
+# subprocesses; a test that sets XLA_FLAGS itself appends to TEST_XLA_FLAGS.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+if "XLA_FLAGS" not in os.environ:
+  os.environ["XLA_FLAGS"] = TEST_XLA_FLAGS
 
 import pytest  # noqa: E402
 

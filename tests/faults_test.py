@@ -20,7 +20,8 @@ from jaxgan import lock
 from jaxgan import sampling
 from jaxgan import workdir as workdir_lib
 from jaxgan.training import loop
-from tests.conftest import REPO, TINY_CONFIG, load_config, run_main, subprocess_env
+from tests.conftest import (REPO, TEST_XLA_FLAGS, TINY_CONFIG, load_config, run_main,
+                            subprocess_env)
 
 
 def _steps(path):
@@ -191,7 +192,9 @@ def test_a_corrupt_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_befo
 def test_sampling_refuses_a_corrupt_checkpoint_in_one_line(six_steps, tmp_path):
   base, _ = six_steps
   wd = workdir_lib.Workdir(shutil.copytree(base, tmp_path / "run"))
-  _flip(_data_file(wd.checkpoints / "6"), every=997)
+  for path in (wd.checkpoints / "6" / "state").rglob("*"):  # every array's bytes
+    if path.is_file() and path.parent.name == "d":
+      _flip(path, every=997)
   with pytest.raises(checkpointing.CorruptCheckpointError, match="checkpoint 6 in .* is "
                      "(corrupt|cannot be read)"):
     sampling.load_generator(wd.root)
@@ -226,8 +229,8 @@ def _file_in_the_way(tmp_path):
 
 MAIN = ("-m", "jaxgan.main", f"--config={TINY_CONFIG}")
 # (name, argv after python, extra environment, exit status, what the one line says). {tmp}
-# is the test's folder, {run} a trained workdir, {empty} a folder without images, {file} a
-# workdir path below a file.
+# is the test's folder, {run} a trained workdir, {corrupt} a copy of it with its checkpoint 6
+# corrupted, {empty} a folder without images, {file} a workdir path below a file.
 CLI_ERRORS = [
     ("no config", ("-m", "jaxgan.main", "--workdir={tmp}/r"), {}, 2, "--config is required"),
     ("missing config file", ("-m", "jaxgan.main", "--config=nope.py", "--workdir={tmp}/r"), {},
@@ -243,7 +246,7 @@ CLI_ERRORS = [
     ("folder without images", (*MAIN, "--workdir={tmp}/r", "--config.data.source=folder:{empty}"),
      {}, 1, "no images"),
     ("batch over devices", (*MAIN, "--workdir={tmp}/r", "--config.train.batch_size=7"),
-     {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, 1,
+     {"XLA_FLAGS": f"{TEST_XLA_FLAGS} --xla_force_host_platform_device_count=2"}, 1,
      "config.train.batch_size=7 does not divide by the 2 devices"),
     ("unwritable workdir", (*MAIN, "--workdir={file}"), {}, 1, "cannot be written"),
     ("sample: missing workdir", ("-m", "jaxgan.sample", "--workdir={tmp}/none"), {}, 2,
@@ -256,6 +259,11 @@ CLI_ERRORS = [
                                      "--truncation=-1"), {}, 2, "truncation=-1.0"),
     ("sample: no images", ("-m", "jaxgan.sample", "--workdir={run}", "--num=0"), {}, 2,
      "--num=0: expected a whole number >= 1"),
+    ("sample: corrupt checkpoint", ("-m", "jaxgan.sample", "--workdir={corrupt}"), {}, 1,
+     "checkpoint 6 in {corrupt}/checkpoints "),
+    ("evaluate: corrupt checkpoint", ("-m", "jaxgan.evaluate", "--workdir={corrupt}",
+                                      "--network=random", "--num=8"), {}, 1,
+     "checkpoint 6 in {corrupt}/checkpoints "),
     ("evaluate: bad step", ("-m", "jaxgan.evaluate", "--workdir={run}", "--step=x"), {}, 2,
      "--step='x': expected a step number or 'best'"),
     ("report: missing workdir", ("-m", "jaxgan.report", "--workdir={tmp}/none"), {}, 2,
@@ -268,7 +276,10 @@ def test_every_expected_failure_is_one_line_without_a_traceback(
     trained_workdir, tmp_path, name, argv, env, status, message):
   del name
   paths = {"tmp": tmp_path, "run": trained_workdir, "empty": _empty_folder(tmp_path),
-           "file": _file_in_the_way(tmp_path)}
+           "file": _file_in_the_way(tmp_path), "corrupt": tmp_path / "corrupt"}
+  if "{corrupt}" in " ".join(argv):
+    shutil.copytree(trained_workdir, paths["corrupt"])
+    _flip(_data_file(paths["corrupt"] / "checkpoints" / "6"), every=997)
   argv = [a.format(**paths) for a in argv]
   proc = subprocess.run([sys.executable, *argv], cwd=REPO, env={**subprocess_env(), **env},
                         capture_output=True, text=True, timeout=300, check=False)
