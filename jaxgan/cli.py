@@ -75,14 +75,6 @@ def fail(message: object, status: int) -> NoReturn:
   sys.exit(status)
 
 
-def _flatten(tree, prefix: str = "") -> list[str]:
-  out = []
-  for key, value in tree.items():
-    out += (_flatten(value, f"{prefix}{key}.") if isinstance(value, dict)
-            else [f"{prefix}{key}"])
-  return out
-
-
 def _config_path(argv: Sequence[str]) -> str | None:
   """The --config file of a command line, or None."""
   argv = list(argv)
@@ -99,8 +91,9 @@ def unknown_config_fields(argv: Sequence[str]) -> str | None:
   if path is None:
     return None
   from jaxgan import config as config_lib  # pylint: disable=g-import-not-at-top
+  from jaxgan import workdir  # pylint: disable=g-import-not-at-top
   try:
-    fields = _flatten(config_lib.load_file(path).to_dict())
+    fields = list(workdir.flatten(config_lib.load_file(path).to_dict()))
   except Exception:  # pylint: disable=broad-except  (the file's own error is reported instead)
     return None
   known = set(fields) | {f.rsplit(".", 1)[0] for f in fields if "." in f}

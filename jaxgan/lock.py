@@ -1,7 +1,10 @@
 """One live run per workdir: WORKDIR/lock.
 
-    with lock.hold(workdir):      # WorkdirLocked when another live run holds it
+    held = lock.Lock(workdir).acquire()   # WorkdirLocked when another live run holds it
+    try:
       train(...)
+    finally:
+      held.release()
 
 The lock is a file holding the owner's pid, host, process start time and command, kept
 open with an exclusive `fcntl.flock` for the whole run. The kernel drops a flock when its
@@ -17,7 +20,6 @@ multi-process run takes the lock once, in process 0 (the only one that writes th
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -25,7 +27,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from absl import logging
 
@@ -109,16 +111,3 @@ class Lock:
       fcntl.flock(self._fd, fcntl.LOCK_UN)
       os.close(self._fd)
       self._fd = None
-
-
-@contextlib.contextmanager
-def hold(workdir: str | os.PathLike, lead: bool = True) -> Iterator[Lock | None]:
-  """The workdir's lock for the block (`lead`: this process is the one that takes it)."""
-  if not lead:
-    yield None
-    return
-  held = Lock(workdir).acquire()
-  try:
-    yield held
-  finally:
-    held.release()

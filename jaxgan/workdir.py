@@ -128,7 +128,7 @@ def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
   """(field, old value, new value) of the leaves that differ, by field; '<absent>' for a
   field one side lacks. Values as JSON has them (tuples become lists)."""
-  flat_old, flat_new = _flatten(json.loads(json.dumps(old))), _flatten(json.loads(json.dumps(new)))
+  flat_old, flat_new = flatten(json.loads(json.dumps(old))), flatten(json.loads(json.dumps(new)))
   return [(k, flat_old.get(k, "<absent>"), flat_new.get(k, "<absent>"))
           for k in sorted(set(flat_old) | set(flat_new)) if flat_old.get(k) != flat_new.get(k)]
 
@@ -141,15 +141,16 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 def hparams(config: Mapping[str, Any]) -> dict[str, bool | int | float | str]:
   """The config's leaves as TensorBoard hparams ('train.batch_size': 64, ...): numbers, bools
   and strings as they are, anything else (a tuple, None) as its repr."""
-  flat = _flatten(json.loads(json.dumps(dict(config))))
+  flat = flatten(json.loads(json.dumps(dict(config))))
   return {k: v if isinstance(v, (bool, int, float, str)) else repr(v) for k, v in flat.items()}
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """{'a': {'b': 1}} -> {'a.b': 1}."""
   out = {}
   for k, v in tree.items():
     if isinstance(v, Mapping):
-      out.update(_flatten(v, f"{prefix}{k}."))
+      out.update(flatten(v, f"{prefix}{k}."))
     else:
       out[f"{prefix}{k}"] = v
   return out
