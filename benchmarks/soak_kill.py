@@ -1,7 +1,7 @@
 """Kill -9 soak: a tiny run killed with SIGKILL at random moments, restarted each time, must
 end bit-identical to an uninterrupted run, with exactly one metrics line per step.
 
-    PYTHONPATH=. python benchmarks/soak_kill.py --kills 30 --steps 150
+    PYTHONPATH=. python benchmarks/soak_kill.py --kills 30 --steps 600
 
 Each start is killed after a uniform random delay in [0, --max_delay] seconds from its
 launch, so the kills land in start-up, restore, compiling, training and the checkpoint
@@ -64,8 +64,8 @@ def losses(rows: list[dict]) -> list[dict]:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--kills", type=int, default=30)
-  parser.add_argument("--steps", type=int, default=150)
-  parser.add_argument("--max_delay", type=float, default=14.0)
+  parser.add_argument("--steps", type=int, default=600)
+  parser.add_argument("--max_delay", type=float, default=25.0)
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
   rng = random.Random(args.seed)

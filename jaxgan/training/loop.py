@@ -506,8 +506,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         workdir_lib.save_config(config, wd)
         workdir_lib.truncate_metrics(wd.metrics, start)
       if start >= config.train.num_steps:
-        logging.info("Step %d >= train.num_steps=%d: nothing to train.", start,
-                     config.train.num_steps)
+        logging.info("Step %d >= train.num_steps=%d: nothing to train; state fingerprint %s.",
+                     start, config.train.num_steps, state_fingerprint(state))
         return state
       writer = (metric_writers.MultiWriter([
           metric_writers.SummaryWriter(str(wd.tensorboard)), jsonl_writer.JsonlWriter(wd.metrics)])
