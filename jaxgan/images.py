@@ -127,12 +127,21 @@ def caption_font(size: int = CAPTION_SIZE) -> ImageFont.ImageFont:
   return ImageFont.load_default(size=size)
 
 
-def _captioned(path: Path, caption: str) -> Image.Image:
-  frame = Image.open(path).convert("RGB")
-  scale = min(1.0, GIF_MAX_SIDE / max(frame.size))
-  if scale < 1.0:
-    frame = frame.resize((round(frame.width * scale), round(frame.height * scale)),
-                         Image.Resampling.LANCZOS)
+def fit(image: Image.Image, max_side: int) -> Image.Image:
+  """`image` scaled down (Lanczos) to at most `max_side` pixels on its long side; as it is
+  when it already fits."""
+  scale = min(1.0, max_side / max(image.size))
+  if scale == 1.0:
+    return image
+  return image.resize((round(image.width * scale), round(image.height * scale)),
+                      Image.Resampling.LANCZOS)
+
+
+def captioned(path: str | os.PathLike, caption: str, max_side: int = GIF_MAX_SIDE
+              ) -> Image.Image:
+  """The PNG at `path` as RGB, `fit` to `max_side`, with `caption` on a white strip below
+  (a frame of samples.gif)."""
+  frame = fit(Image.open(path).convert("RGB"), max_side)
   font = caption_font()
   strip = CAPTION_SIZE + 10
   out = Image.new("RGB", (frame.width, frame.height + strip), (255, 255, 255))
@@ -158,7 +167,7 @@ def write_gif(grids: Sequence[tuple[int, str | os.PathLike]], path: str | os.Pat
   """
   if not grids:
     return None
-  frames = [_captioned(Path(p), f"step {step:,}") for step, p in grids]
+  frames = [captioned(p, f"step {step:,}") for step, p in grids]
   durations = [duration_ms] * (len(frames) - 1) + [duration_ms * 5]
   path = Path(path)
   tmp = path.with_name(path.name + ".tmp")

@@ -6,7 +6,7 @@
     finally:
       held.release()
 
-The lock is a file holding the owner's pid, host, process start time and command, kept
+The lock is a file holding the owner's pid, host, the run's start time and command, kept
 open with an exclusive `fcntl.flock` for the whole run. The kernel drops a flock when its
 process dies however it dies (kill -9 included), so on the same host a lock whose file is
 there but not flocked is stale: it is taken over, with a warning naming the run that left

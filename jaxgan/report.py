@@ -102,13 +102,9 @@ def image_url(path: Path, max_png_bytes: int | None = None) -> str:
   if max_png_bytes is None or len(data) <= max_png_bytes:
     return _data_url(data, "image/png")
   with Image.open(io.BytesIO(data)) as im:
-    im = im.convert("RGB")
-    scale = min(1.0, images_lib.GIF_MAX_SIDE / max(im.size))
-    if scale < 1.0:
-      im = im.resize((round(im.width * scale), round(im.height * scale)),
-                     Image.Resampling.LANCZOS)
     out = io.BytesIO()
-    im.save(out, format="JPEG", quality=85)
+    images_lib.fit(im.convert("RGB"), images_lib.GIF_MAX_SIDE).save(out, format="JPEG",
+                                                                    quality=85)
   return _data_url(out.getvalue(), "image/jpeg")
 
 

@@ -22,7 +22,8 @@
       report.html          the training report, one self-contained page (jaxgan.report)
       lock                 while a run is going: its pid, host and start (jaxgan.lock)
 
-`losses.png` and `samples.gif` are written at the end of training and on demand by
+`losses.png` and `samples.gif` are written at the end of training (losses.png also with each
+report.html) and on demand by
 `python -m jaxgan.sample --workdir WORKDIR --summary`.
 """
 

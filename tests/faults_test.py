@@ -145,12 +145,16 @@ def _flip(path, every=None):
   path.write_bytes(bytes(data))
 
 
-# What is done to a checkpoint's largest data file ('empty_metadata': to state/_METADATA).
+def _truncate(path):
+  path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+# What is done to a checkpoint (its folder).
 CORRUPTIONS = {
-    "flip": _flip,  # 400 bytes in the middle: read without error, wrong values
-    "truncate": lambda path: path.write_bytes(path.read_bytes()[:path.stat().st_size // 2]),
-    "delete": lambda path: path.unlink(),
-    "empty_metadata": None,
+    "flip": lambda ckpt: _flip(_data_file(ckpt)),  # 400 bytes: read without error, wrong values
+    "truncate": lambda ckpt: _truncate(_data_file(ckpt)),
+    "delete": lambda ckpt: _data_file(ckpt).unlink(),
+    "empty_metadata": lambda ckpt: (ckpt / "state" / "_METADATA").write_text(""),
 }
 
 
@@ -170,11 +174,7 @@ def test_a_corrupt_checkpoint_is_set_aside_and_the_run_resumes_from_the_one_befo
     six_steps, tmp_path, caplog, mode):
   base, reference = six_steps
   wd = workdir_lib.Workdir(shutil.copytree(base, tmp_path / "run"))
-  target = _data_file(wd.checkpoints / "6")
-  if mode == "empty_metadata":
-    (wd.checkpoints / "6" / "state" / "_METADATA").write_text("")
-  else:
-    CORRUPTIONS[mode](target)
+  CORRUPTIONS[mode](wd.checkpoints / "6")
   with caplog.at_level(logging.INFO):
     state = loop.train_and_evaluate(_tiny(8), str(wd.root))
   assert f"checkpoint 6 in {wd.checkpoints} " in caplog.text
@@ -208,7 +208,7 @@ def test_every_checkpoint_corrupt_stops_the_run_saying_so(six_steps, tmp_path):
   base, _ = six_steps
   wd = workdir_lib.Workdir(shutil.copytree(base, tmp_path / "run"))
   for step in (2, 4, 6):
-    (wd.checkpoints / str(step) / "state" / "_METADATA").write_text("")
+    CORRUPTIONS["empty_metadata"](wd.checkpoints / str(step))
   with pytest.raises(checkpointing.CorruptCheckpointError, match="every checkpoint in .* failed"):
     loop.train_and_evaluate(_tiny(8), str(wd.root))
   assert not any(p.name.isdigit() for p in wd.checkpoints.iterdir())  # all set aside

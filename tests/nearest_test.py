@@ -41,7 +41,7 @@ def test_a_copied_training_image_is_found_and_counted():
   assert list(found.index[:2, 0]) == [3, 17]
   assert found.distance[0, 0] < 0.02 < 0.3 < found.distance[2, 0]  # RMS units of [-1, 1]
   assert len(found.between_reals) == 50 and found.between_reals.min() > 0.3
-  result = nearest.Result(samples, reals, [found], step=0)
+  result = nearest.Result(samples, reals, [found])
   (line,) = nearest.summary(result)
   assert "2 of 3 samples are nearer than that to a training image" in line
   picture = nearest.grid(result, min_side=0)

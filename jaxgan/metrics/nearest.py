@@ -69,7 +69,6 @@ class Result:
   samples: np.ndarray
   reals: np.ndarray
   neighbours: list[Neighbours]
-  step: int
   network: str = ""
 
 
@@ -177,8 +176,7 @@ def find(gen: sampling.LoadedGenerator, k: int, num: int = 8, ref_num: int = 0,
   logging.info("Nearest neighbours of %d samples among %d training images of %s.",
                len(samples), len(reals), config.data.source)
   pixels = float(np.prod(samples.shape[1:]))
-  result = Result(samples, reals, [search("pixels", samples, reals, k, 1.0 / np.sqrt(pixels))],
-                  gen.step)
+  result = Result(samples, reals, [search("pixels", samples, reals, k, 1.0 / np.sqrt(pixels))])
   if features:
     from jaxgan import sharding  # pylint: disable=g-import-not-at-top
     from jaxgan.metrics import networks  # pylint: disable=g-import-not-at-top
