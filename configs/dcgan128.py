@@ -24,4 +24,6 @@ from jaxgan import config as config_lib
 
 
 def get_config():
-  return config_lib.default_config()
+  c = config_lib.default_config()
+  c.train.g_update_fakes = "fresh"  # the project draws new noise for each of its 2 G updates
+  return c

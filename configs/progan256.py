@@ -34,4 +34,5 @@ def get_config():
   c.log_every = 500
   c.sample_every = 5000
   c.checkpoint_every = 10000
+  c.train.g_update_fakes = "fresh"  # Karras et al.'s code draws new latents for each G update
   return c

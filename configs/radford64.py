@@ -3,7 +3,8 @@
 G: 1x1 latent(100) -> ConvT(512, k4) to 4x4 BN ReLU -> ConvT 256, 128, 64 (k4, s2) BN ReLU
    -> ConvT 3 (k4, s2) tanh. D: Conv 64 (k4, s2) LReLU(0.2) -> Conv 128, 256, 512 BN LReLU
    -> 4x4 conv to one logit. No biases before BatchNorm; weights ~ normal(0, 0.02).
-Adam(2e-4, beta1=0.5), 1 D + 1 G update, batch 128.
+Adam(2e-4, beta1=0.5), 1 D + 1 G update, batch 128; the G update reuses the D update's
+noise and fakes, as Radford et al.'s dcgan.torch does (`train.g_update_fakes = 'reuse'`).
 
 Run:
   python -m jaxgan.main --config configs/radford64.py --workdir runs/radford64 \
@@ -24,4 +25,5 @@ def get_config():
   d.first_layer_norm, d.init, d.use_bias = False, "dcgan", False
   c.train.batch_size, c.train.g_steps = 128, 1
   c.optim.g_lr = c.optim.d_lr = 2e-4
+  c.train.g_update_fakes = "reuse"  # dcgan.torch trains G on the D update's fakes
   return c

@@ -28,4 +28,5 @@ def get_config():
   c.train.penalty, c.train.penalty_weight = "wgan_gp", 10.0
   c.optim.g_lr = c.optim.d_lr = 1e-4
   c.optim.b1, c.optim.b2 = 0.0, 0.9
+  c.train.g_update_fakes = "fresh"  # Gulrajani et al.'s code draws new noise for each G update
   return c

@@ -18,6 +18,7 @@ from jaxgan import errors
 
 DTYPES = ("float32", "bfloat16")
 RESIZE_POLICIES = ("center_crop", "random_crop", "resize")
+G_UPDATE_FAKES = ("fresh", "reuse")  # train.g_update_fakes, see jaxgan/training/step.py
 LABELS = ("none", "subfolders")
 # config.model's own fields; the rest of config.model belongs to the family.
 SHARED_MODEL_FIELDS = ("family", "latent_dim", "num_classes", "dtype", "upsample_impl")
@@ -68,6 +69,7 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   t.num_steps = 20_000  # one step = d_steps D updates + g_steps G updates
   t.d_steps = 1  # D updates per step, each on its own real batch
   t.g_steps = 2  # G updates per step
+  t.g_update_fakes = "fresh"  # 'fresh': G updates draw new noise; 'reuse': the first reuses the D update's fakes
   t.loss = "non_saturating"  # see jaxgan/losses.py
   t.label_smoothing = 0.0  # one-sided: real target 1 - label_smoothing (non_saturating, minimax)
   t.drift = 0.0  # drift term weight: + drift * E[D(x)^2] on real logits (ProGAN: 0.001)
@@ -190,6 +192,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
   check_choice(config, "train.loss", tuple(losses.LOSSES))
   check_choice(config, "train.penalty", tuple(regularizers.PENALTIES))
+  check_choice(config, "train.g_update_fakes", G_UPDATE_FAKES)
   for field in ("train.batch_size", "train.num_steps", "train.d_steps", "train.g_steps",
                 "train.penalty_every", "optim.g_lr", "optim.d_lr", "log_every", "sample_every",
                 "checkpoint_every", "max_to_keep", "num_samples"):

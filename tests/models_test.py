@@ -52,6 +52,12 @@ EXPECTED = {
                   convs_bn(5, [3, 64, 128, 256, 512]) + dense(4 * 4 * 512, 1)),
     # 4. Radford et al.: the well-known PyTorch DCGAN counts (nz=100, ngf=ndf=64).
     "radford64": (None, (64, 64, 3), 3_576_704, 2_765_568),
+    # The same layout at 32x32 (torch_dcgan.py --model 32): G 100 -> 512 -> 256 -> 128 -> 3.
+    "radford32": (None, (32, 32, 3),
+                  4 * 4 * 100 * 512 + bn(512) + convs_bn(4, [512, 256, 128], bias=False)
+                  + conv(4, 128, 3, bias=False),
+                  conv(4, 3, 128, bias=False) + convs_bn(4, [128, 256, 512], bias=False)
+                  + dense(4 * 4 * 512, 1, bias=False)),
     # 5. 512x512 from a 1x1 latent of 256.
     "dcgan512": (None, (512, 512, 3),
                  4 * 4 * 256 * 1024 + bn(1024)

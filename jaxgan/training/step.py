@@ -11,7 +11,8 @@ state's extra part). Non-parameter collections are carried generically.
 over the mesh's 'data' axis (each device takes its slice of the batch, gradients and
 metrics are averaged over devices) and `jax.jit` with the state donated.
 
-Randomness: every update draws fresh noise (and, when conditional, fake labels uniformly
+Randomness: every update draws fresh noise (with train.g_update_fakes='reuse' the first G
+update takes the last D update's noise and images instead) (and, when conditional, fake labels uniformly
 over the classes) from the state's key. Noise, labels, penalty interpolation weights and
 the augmentation's parameters are drawn for the whole global batch from the replicated key
 and each device keeps its own rows, so devices see different noise and the result does not
@@ -119,11 +120,26 @@ def _regularize(reg: regularizers_lib.Regularizer, step: Array, term: Callable[[
   return (reg.weight * reg.every) * value, value
 
 
+class Fakes(NamedTuple):
+  """A D update's fakes for a G update that reuses them (train.g_update_fakes='reuse'):
+  the noise and fake labels, the images G made of them, and the pullback of G's forward
+  pass from image gradients to G's parameter gradients (`jax.vjp`), so the G update needs
+  no G forward of its own."""
+  z: Array
+  labels: Array | None
+  images: Array
+  pullback: Callable
+
+
 def d_update(d: TrainState, g: TrainState, real: Array, real_labels: Array | None, key: Array,
              step: Array, *, gan: families.GAN, calls: Calls, loss: losses_lib.GANLoss,
              label_smoothing: float, regularizers: Sequence[regularizers_lib.Regularizer],
-             axis_name: str | None, drift: float = 0.0, real_sign: bool = False):
-  """One discriminator update on `real` and fresh fakes. Returns (d, g_collections, metrics).
+             axis_name: str | None, drift: float = 0.0, real_sign: bool = False,
+             keep_fakes: bool = False):
+  """One discriminator update on `real` and fresh fakes.
+
+  Returns (d, g_collections, metrics, fakes): `fakes` is a `Fakes` for the G update when
+  `keep_fakes` (G's forward pass is then linearized, its residuals kept), else None.
 
   `drift` > 0 adds drift * E[D(x)^2] on the real logits (Karras et al. 2018), which keeps a
   Wasserstein critic's outputs near zero. `real_sign` adds the metric 'd/real_sign',
@@ -131,7 +147,12 @@ def d_update(d: TrainState, g: TrainState, real: Array, real_labels: Array | Non
   k_z, k_real, k_fake, k_pen, k_pdrop = jax.random.split(key, 5)
   real = calls.reals(real)
   z, fake_labels = _noise(k_z, real.shape[0], gan, axis_name)
-  fake, g_collections = calls.g(g.variables(), z, fake_labels, k_z)
+  generate = lambda params: calls.g(g.variables(params), z, fake_labels, k_z)  # noqa: E731
+  if keep_fakes:
+    fake, pullback, g_collections = jax.vjp(generate, g.params, has_aux=True)
+    fakes = Fakes(z, fake_labels, fake, pullback)
+  else:
+    (fake, g_collections), fakes = generate(g.params), None
   fake = jax.lax.stop_gradient(fake)
 
   uniform = lambda k, shape: _local_rows(jax.random.uniform, k, shape, axis_name)  # noqa: E731
@@ -159,28 +180,54 @@ def d_update(d: TrainState, g: TrainState, real: Array, real_labels: Array | Non
   grads, (colls, metrics) = jax.grad(loss_fn, has_aux=True)(d.params)
   grads = _pmean(grads, axis_name)
   metrics["grad_norm/d"] = optax.tree.norm(grads)
-  return d.apply_gradients(grads=grads, collections=colls), g_collections, metrics
+  return d.apply_gradients(grads=grads, collections=colls), g_collections, metrics, fakes
 
 
 def g_update(g: TrainState, d: TrainState, key: Array, step: Array, *, gan: families.GAN,
              calls: Calls, loss: losses_lib.GANLoss, batch_size: int,
-             regularizers: Sequence[regularizers_lib.Regularizer], axis_name: str | None):
-  """One generator update through the discriminator. Returns (g, d_collections, metrics)."""
-  k_z, k_drop = jax.random.split(key)
-  z, labels = _noise(k_z, batch_size, gan, axis_name)
+             regularizers: Sequence[regularizers_lib.Regularizer], axis_name: str | None,
+             fakes: Fakes | None = None):
+  """One generator update through the discriminator. Returns (g, d_collections, metrics).
 
-  def loss_fn(params):
-    fake, g_colls = calls.g(g.variables(params), z, labels, k_z)
-    logits, d_colls = calls.d(d.variables(), fake, labels, k_drop)
-    total, aux = loss.g(logits), {}
+  With `fakes` (a D update's, of the same G parameters) the update uses their noise and
+  images: the loss gradient with respect to the images is pulled back through the D
+  update's G forward pass, and G's collections stay as that pass left them. Without, it
+  draws new noise and runs G itself. The regularizers' terms run G in both cases."""
+  k_z, k_drop = jax.random.split(key)
+  if fakes is None:
+    z, labels = _noise(k_z, batch_size, gan, axis_name)
+  else:
+    z, labels = fakes.z, fakes.labels
+
+  def reg_terms(params, total):
+    """total + the regularizers' weighted terms, and their values."""
     generate = lambda zz, ll: calls.g(g.variables(params), zz, ll, k_z)[0]  # noqa: E731
+    aux = {}
     for i, reg in enumerate(regularizers):
       weighted, value = _regularize(
           reg, step, lambda: reg.fn(generate, z, labels, jax.random.fold_in(k_drop, i + 1)))  # noqa: B023
       total, aux = total + weighted, {**aux, reg.name: value}
-    return total, (g_colls, d_colls, aux)
+    return total, aux
 
-  (l_g, (g_colls, d_colls, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g.params)
+  def adversarial(fake):
+    logits, d_colls = calls.d(d.variables(), fake, labels, k_drop)
+    return loss.g(logits), d_colls
+
+  if fakes is None:
+    def loss_fn(params):
+      fake, g_colls = calls.g(g.variables(params), z, labels, k_z)
+      l_adv, d_colls = adversarial(fake)
+      total, aux = reg_terms(params, l_adv)
+      return total, (g_colls, d_colls, aux)
+
+    (l_g, (g_colls, d_colls, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g.params)
+  else:
+    (l_g, d_colls), d_fake = jax.value_and_grad(adversarial, has_aux=True)(fakes.images)
+    (grads,), g_colls, aux = fakes.pullback(d_fake), g.collections, {}
+    if regularizers:
+      zero = jnp.zeros((), jnp.float32)
+      (l_reg, aux), reg_grads = jax.value_and_grad(reg_terms, has_aux=True)(g.params, zero)
+      l_g, grads = l_g + l_reg, jax.tree.map(jnp.add, grads, reg_grads)
   grads = _pmean(grads, axis_name)
   g = g.apply_gradients(grads=grads, collections=g_colls)
   return g, d_colls, {"loss/g": l_g, "grad_norm/g": optax.tree.norm(grads), **aux}
@@ -190,8 +237,8 @@ def train_step(state: GANState, batch: Batch, *, gan: families.GAN, d_steps: int
                ema_decay: float, loss: losses_lib.GANLoss, label_smoothing: float,
                regularizers: Sequence[regularizers_lib.Regularizer] = (),
                axis_name: str | None = None, calls: Calls | None = None,
-               drift: float = 0.0, augment: augment_lib.Options | None = None
-               ) -> tuple[GANState, Metrics]:
+               drift: float = 0.0, augment: augment_lib.Options | None = None,
+               g_update_fakes: str = "fresh") -> tuple[GANState, Metrics]:
   """d_steps D updates (one slice of `batch` each), g_steps G updates, the EMA, the extra.
 
   Args:
@@ -209,6 +256,9 @@ def train_step(state: GANState, batch: Batch, *, gan: families.GAN, d_steps: int
     drift: the weight of the drift term on D's real logits (0: none).
     augment: the augmentation of every image D sees (`jaxgan.training.augment`), with p
       from state.extra['augment']; None: none.
+    g_update_fakes: 'fresh' (every G update draws new noise) or 'reuse' (the first G update
+      uses the last D update's noise and fakes, one G forward fewer; the PyTorch DCGAN
+      tutorial's schedule).
 
   Returns:
     The new state and a dict of scalar metrics (on device).
@@ -226,19 +276,24 @@ def train_step(state: GANState, batch: Batch, *, gan: families.GAN, d_steps: int
   if gan.restart_optimizers is not None:
     restart = gan.restart_optimizers(state.step)
     g, d = _restart_optimizer(g, restart), _restart_optimizer(d, restart)
+  if g_update_fakes not in ("fresh", "reuse"):
+    raise ValueError(f"g_update_fakes={g_update_fakes!r}: expected 'fresh' or 'reuse'")
+  fakes = None
   for i in range(d_steps):
-    d, g_colls, metrics = d_update(
+    d, g_colls, metrics, fakes = d_update(
         d, g, reals[i], None if labels is None else labels[i], jax.random.fold_in(key, i),
         state.step, gan=gan, calls=calls, loss=loss, label_smoothing=label_smoothing,
         regularizers=d_regs, axis_name=axis_name, drift=drift,
-        real_sign=augment is not None and augment.ada)
+        real_sign=augment is not None and augment.ada,
+        keep_fakes=g_update_fakes == "reuse" and i == d_steps - 1)
     if augment is not None and augment.ada:
       signs.append(metrics.pop("d/real_sign"))
     g = g.replace(collections=g_colls)
   for j in range(g_steps):
     g, d_colls, g_metrics = g_update(
         g, d, jax.random.fold_in(key, d_steps + j), state.step, gan=gan, calls=calls,
-        loss=loss, batch_size=reals.shape[1], regularizers=g_regs, axis_name=axis_name)
+        loss=loss, batch_size=reals.shape[1], regularizers=g_regs, axis_name=axis_name,
+        fakes=fakes if j == 0 else None)
     d = d.replace(collections=d_colls)
   metrics.update(g_metrics)
   # Per-device statistics (BatchNorm) differ between devices; keep their mean (replicated).
@@ -277,7 +332,7 @@ def step_options(config: ml_collections.ConfigDict, gan: families.GAN | None = N
               g_steps=t.g_steps, ema_decay=t.ema_decay, loss=losses_lib.get_loss(t.loss),
               label_smoothing=t.label_smoothing, drift=float(t.drift),
               regularizers=regularizers_lib.from_config(config),
-              augment=augment_lib.options(config))
+              augment=augment_lib.options(config), g_update_fakes=t.g_update_fakes)
 
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh, *, donate: bool = True,

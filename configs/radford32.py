@@ -1,0 +1,30 @@
+"""The DCGAN of Radford et al. (2016) laid out for 32x32 images (CIFAR-10's size), as in
+`../shared/bench/torch_dcgan.py --model 32`.
+
+G: 1x1 latent(100) -> ConvT(512, k4) to 4x4 BN ReLU -> ConvT 256, 128 (k4, s2) BN ReLU
+   -> ConvT 3 (k4, s2) tanh. D: Conv 128 (k4, s2) LReLU(0.2) -> Conv 256, 512 BN LReLU
+   -> 4x4 conv to one logit. No biases before BatchNorm; weights ~ normal(0, 0.02).
+Adam(2e-4, beta1=0.5), 1 D + 1 G update, batch 64; the G update reuses the D update's
+noise (`train.g_update_fakes = 'reuse'`, the PyTorch DCGAN tutorial's schedule).
+
+Run:
+  python -m jaxgan.main --config configs/radford32.py --workdir runs/radford32 \
+      --config.data.source=tfds:cifar10:train
+"""
+
+from jaxgan import config as config_lib
+
+
+def get_config():
+  c = config_lib.default_config()
+  c.data.image_size = (32, 32)
+  g, d = c.model.generator, c.model.discriminator
+  g.project, g.base_features, g.project_norm_act = "conv", 512, True
+  g.features, g.strides, g.kernel_size = (256, 128), (2, 2, 2), 4
+  g.init, g.use_bias = "dcgan", False
+  d.features, d.strides, d.kernel_size = (128, 256, 512), (2, 2, 2), 4
+  d.first_layer_norm, d.init, d.use_bias = False, "dcgan", False
+  c.train.batch_size, c.train.g_steps = 64, 1
+  c.optim.g_lr = c.optim.d_lr = 2e-4
+  c.train.g_update_fakes = "reuse"  # the PyTorch DCGAN tutorial trains G on the D update's fakes
+  return c
