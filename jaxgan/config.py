@@ -60,7 +60,7 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   m.latent_dim = 100  # size of G's noise vector z
   m.num_classes = 0  # > 0: class-conditional G and D, labels from the data (data.labels)
   m.dtype = "float32"  # computation dtype; parameters stay float32
-  m.upsample_impl = "auto"  # how transposed convolutions are computed, see jaxgan/kernels
+  m.upsample_impl = "auto"  # how (transposed) convolutions are computed, see jaxgan/kernels
   m.update(families.get(family).model_config())
 
   # ---- training (jaxgan/training/step.py, jaxgan/training/loop.py) ----

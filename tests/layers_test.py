@@ -23,17 +23,20 @@ def _inputs(in_h, in_w, k, cin=3, cout=5, batch=2):
           jax.random.normal(kw, (k, k, cin, cout)))
 
 
+@pytest.mark.parametrize("chunks", [1, 2, 4])
 @pytest.mark.parametrize("in_h,in_w,out_h,out_w,k,s", CASES)
-def test_col2im_equals_lax_forward_and_gradient(in_h, in_w, out_h, out_w, k, s):
-  x, w = _inputs(in_h, in_w, k)
+def test_col2im_equals_lax_forward_and_gradient(in_h, in_w, out_h, out_w, k, s, chunks):
+  # chunks: the whole batch at once, or 2 or 4 batch slices in turn (lax.map / lax.scan).
+  x, w = _inputs(in_h, in_w, k, batch=4)
   ref = layers.conv_transpose_lax(x, w, (s, s), (out_h, out_w))
-  got = cpu.conv_transpose_col2im(x, w, (s, s), (out_h, out_w))
-  assert got.shape == ref.shape == (2, out_h, out_w, 5)
+  col2im = lambda x, w, s, o: cpu.conv_transpose_col2im(x, w, s, o, chunks)  # noqa: E731
+  got = col2im(x, w, (s, s), (out_h, out_w))
+  assert got.shape == ref.shape == (4, out_h, out_w, 5)
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
   ct = jax.random.normal(jax.random.key(7), ref.shape)  # a random cotangent
   grads = lambda fn: jax.grad(lambda x, w: jnp.sum(fn(x, w, (s, s), (out_h, out_w)) * ct),
                               argnums=(0, 1))(x, w)
-  for g_ref, g_got in zip(grads(layers.conv_transpose_lax), grads(cpu.conv_transpose_col2im)):
+  for g_ref, g_got in zip(grads(layers.conv_transpose_lax), grads(col2im)):
     np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-4)
 
 
@@ -46,6 +49,23 @@ def test_lax_reference_is_the_adjoint_of_a_same_convolution(in_h, in_w, out_h, o
   _, vjp = jax.vjp(conv, jnp.zeros((2, out_h, out_w, 5)))
   np.testing.assert_allclose(layers.conv_transpose_lax(x, w, (s, s), (out_h, out_w)), vjp(x)[0],
                              rtol=1e-5, atol=1e-5)
+
+
+def test_batch_slices_bound_the_tap_tensor():
+  # dcgan128's last stride-2 layer at batch 32: 839 MB of taps -> 8 slices of 105 MB.
+  taps = 32 * 64 * 64 * 5 * 5 * 64 * 4
+  assert cpu.batch_chunks(32, taps, 128 * 2**20) == 8
+  assert cpu.batch_chunks(32, taps, 2**40) == 1
+  assert cpu.batch_chunks(6, 7 * 2**20, 2**20) == 6  # no divisor fits: one image a slice
+  x, w = _inputs(8, 8, 5, batch=6)
+  ref = layers.conv_transpose_lax(x, w, (2, 2), (16, 16))
+  taps = 6 * 8 * 8 * 5 * 5 * 5 * 4  # 192 kB
+  assert [cpu.batch_chunks(6, taps, b) for b in (10_000, 70_000, 2**30)] == [6, 3, 1]
+  for budget in (0, 10_000, 70_000, 2**30):
+    np.testing.assert_allclose(cpu.conv_transpose(x, w, (2, 2), (16, 16), budget), ref,
+                               rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="chunks=4 does not divide the batch of 6"):
+    cpu.conv_transpose_col2im(x, w, (2, 2), (16, 16), 4)
 
 
 def test_bad_output_size_is_rejected():
@@ -71,7 +91,7 @@ def test_module_matches_flax_conv_transpose_shapes_and_params(impl):
 def test_auto_picks_col2im_on_cpu_and_plain_layers_elsewhere():
   assert jax.default_backend() == "cpu"
   assert kernels.select("auto") == kernels.select("col2im")
-  assert kernels.select("auto").conv_transpose is cpu.conv_transpose_col2im
+  assert kernels.select("auto").conv_transpose is cpu.conv_transpose
   assert kernels.select("auto").add_bias is cpu.add_bias
   gpu = kernels.select("auto", backend="gpu")
   assert gpu.conv_transpose is layers.conv_transpose_lax and gpu.add_bias is not cpu.add_bias
@@ -90,3 +110,40 @@ def test_dense_equals_flax_dense_in_value_and_gradient(use_bias, impl):
   for a, b in zip(jax.tree.leaves(jax.grad(loss(ours), argnums=(0, 1))(params, x)),
                   jax.tree.leaves(jax.grad(loss(ref), argnums=(0, 1))(params, x))):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# (h, w, kernel, stride, padding, space-to-depth gradients?): Radford's k4 s2 on even and
+# odd sizes, k6 s3, k2 s2 VALID, k4 s4; k5 s2 and stride 1 fall back to XLA's convolution.
+CONV_CASES = [(16, 16, 4, 2, "SAME", True), (8, 6, 4, 2, "SAME", True),
+              (9, 9, 4, 2, "SAME", True), (12, 12, 6, 3, "SAME", True),
+              (8, 8, 2, 2, "VALID", True), (16, 16, 4, 4, "SAME", True),
+              (10, 10, 5, 2, "SAME", False), (8, 8, 3, 1, "SAME", False),
+              (7, 7, 4, 2, ((1, 1), (1, 1)), False)]
+
+
+@pytest.mark.parametrize("h,w,k,s,padding,s2d", CONV_CASES)
+def test_strided_conv_equals_lax_in_value_and_both_gradients(h, w, k, s, padding, s2d):
+  x = jax.random.normal(jax.random.key(0), (3, h, w, 5))
+  kernel = jax.random.normal(jax.random.key(1), (k, k, 5, 7))
+  dn = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, DN)
+  assert (cpu.s2d_plan(x.shape, kernel.shape, (s, s), padding) is not None) == s2d
+  ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (s, s), padding, dimension_numbers=DN)  # noqa: E731
+  got = lambda x, k: cpu.conv(x, k, (s, s), padding, dimension_numbers=dn)  # noqa: E731
+  np.testing.assert_allclose(got(x, kernel), ref(x, kernel), rtol=1e-5, atol=1e-5)
+  ct = jax.random.normal(jax.random.key(2), ref(x, kernel).shape)
+  grad = lambda fn: jax.grad(lambda x, k: jnp.sum(fn(x, k) * ct), argnums=(0, 1))  # noqa: E731
+  for g_ref, g_got in zip(grad(ref)(x, kernel), grad(got)(x, kernel)):
+    np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-4)
+  # Where it applies, the backward pass has no convolution left (the forward's only).
+  convs = str(jax.make_jaxpr(grad(got))(x, kernel)).count("conv_general_dilated")
+  assert (convs == 1) == s2d, convs
+
+
+def test_discriminator_convs_take_the_cpu_path():
+  mod = nn.Conv(7, (4, 4), (2, 2), padding="SAME", conv_general_dilated=kernels.select("auto").conv)
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  variables = mod.init(jax.random.key(1), x)
+  ref = nn.Conv(7, (4, 4), (2, 2), padding="SAME")
+  np.testing.assert_allclose(mod.apply(variables, x), ref.apply(variables, x), rtol=1e-5, atol=1e-5)
+  assert kernels.select("auto").conv is cpu.conv
+  assert kernels.select("lax").conv is jax.lax.conv_general_dilated

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxgan import config as config_lib
+from jaxgan import kernels
 from jaxgan.families.base import GAN, Family
 from jaxgan.nn import layers
 from jaxgan.nn.geometry import size_chain
@@ -123,7 +124,8 @@ class Discriminator(nn.Module):
     x = x.astype(self.dtype)
     for i, (f, s) in enumerate(zip(self.net.features, self.net.strides)):
       conv = nn.Conv(f, (self.net.kernel_size,) * 2, (s, s), padding="SAME", use_bias=self.net.use_bias,
-                     kernel_init=kinit, dtype=self.dtype)
+                     kernel_init=kinit, dtype=self.dtype,
+                     conv_general_dilated=kernels.select(self.upsample_impl).conv)
       norm = self.net.norm if (i > 0 or self.net.first_layer_norm or self.net.norm == "spectral") else "none"
       x = layers.block(x, conv, train=train, norm=norm, act=self.net.activation,
                        alpha=self.net.leaky_alpha, dropout=self.net.dropout, init=self.net.init,

@@ -1,10 +1,10 @@
 """Backend-specific formulations of layers, chosen once by backend.
 
-    k = kernels.select("auto")   # CPU: the col2im transposed conv and the matmul bias gradient
+    k = kernels.select("auto")  # on CPU: col2im transposed convs, matmul bias gradients, ...
     y = k.conv_transpose(x, kernel, strides, out_size); y = k.add_bias(y, bias)
 
-GPU and TPU runs ('auto' off the CPU) use XLA's own transposed convolution and a plain
-bias add. Every formulation equals the plain one (tests/layers_test.py).
+GPU and TPU runs ('auto' off the CPU) use XLA's own transposed convolution, convolution
+and a plain bias add. Every formulation equals the plain one (tests/layers_test.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ UPSAMPLE_IMPLS = ("auto", "col2im", "lax")
 class Kernels(NamedTuple):
   conv_transpose: Callable  # (x, kernel, strides, out_size) -> y
   add_bias: Callable  # (y, bias) -> y + bias
+  conv: Callable = jax.lax.conv_general_dilated  # flax.linen.Conv's conv_general_dilated
 
 
 def _plain_add(y, bias):
@@ -30,7 +31,8 @@ def _plain_add(y, bias):
 def select(impl: str = "auto", backend: str | None = None) -> Kernels:
   """The kernels for `impl` ('auto', 'col2im' or 'lax') on `backend` (default: JAX's).
 
-  'auto' is 'col2im' on CPU and 'lax' elsewhere; 'col2im' brings the CPU bias gradient too.
+  'auto' is 'col2im' on CPU and 'lax' elsewhere; 'col2im' brings the CPU bias gradient and
+  the strided convolution with space-to-depth gradients (`cpu.conv`) too.
   """
   from jaxgan.kernels import cpu  # pylint: disable=g-import-not-at-top
   from jaxgan.nn import layers  # pylint: disable=g-import-not-at-top
@@ -40,5 +42,5 @@ def select(impl: str = "auto", backend: str | None = None) -> Kernels:
   if impl == "auto":
     impl = "col2im" if (backend or jax.default_backend()) == "cpu" else "lax"
   if impl == "col2im":
-    return Kernels(cpu.conv_transpose_col2im, cpu.add_bias)
+    return Kernels(cpu.conv_transpose, cpu.add_bias, cpu.conv)
   return Kernels(layers.conv_transpose_lax, _plain_add)

@@ -16,6 +16,7 @@ tests/layers_test.py checks each against the plain computation.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
@@ -59,17 +60,70 @@ def _row_gap_layout(x: Array, offsets: list[int], q: int) -> tuple[Array, int]:
   return jnp.pad(flat, ((g, tail),) + ((0, 0),) * (x.ndim - 2)), g
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+TAP_BUDGET = 64 * 2**20  # bytes of tap tensor per batch slice (docs/performance.md)
+_budget = [TAP_BUDGET]  # what `conv_transpose` uses by default; `tap_budget` sets it
+
+
+@contextlib.contextmanager
+def tap_budget(budget: int):
+  """Within the block, `conv_transpose` traces with `budget` (0: unsliced). XLA's cost
+  analysis counts a loop's body once, so FLOP counts come from an unsliced trace."""
+  old, _budget[0] = _budget[0], budget
+  try:
+    yield
+  finally:
+    _budget[0] = old
+
+
+def batch_chunks(batch: int, tap_bytes: int, budget: int = TAP_BUDGET) -> int:
+  """The fewest equal batch slices (a divisor of `batch`) whose tap tensor fits `budget`."""
+  for chunks in range(1, batch + 1):
+    if batch % chunks == 0 and tap_bytes <= budget * chunks:
+      return chunks
+  return batch
+
+
+def conv_transpose(x: Array, kernel: Array, strides: tuple[int, int],
+                   out_size: tuple[int, int], budget: int | None = None) -> Array:
+  """`conv_transpose_col2im` over as many batch slices as keep each slice's tap tensor
+  ([B, H, W, kh, kw, Cout]) within `budget` bytes (0: the whole batch at once; None: the
+  `tap_budget` in force, by default TAP_BUDGET)."""
+  budget = _budget[0] if budget is None else budget
+  kh, kw, _, cout = kernel.shape
+  taps = x.shape[0] * x.shape[1] * x.shape[2] * kh * kw * cout * x.dtype.itemsize
+  chunks = batch_chunks(x.shape[0], taps, budget) if budget else 1
+  return conv_transpose_col2im(x, kernel, strides, out_size, chunks)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def conv_transpose_col2im(x: Array, kernel: Array, strides: tuple[int, int],
-                          out_size: tuple[int, int]) -> Array:
-  """Same result as `conv_transpose_lax`, as one exact matmul and a col2im of its taps.
+                          out_size: tuple[int, int], chunks: int = 1) -> Array:
+  """Same result as `conv_transpose_lax`, as one exact matmul and a col2im of its taps,
+  over `chunks` equal slices of the batch in turn (see `batch_chunks`).
 
   z = x @ W for all k*k taps ([rows, W, kh, kw, Cout]: the transposed conv's FLOPs, no
   zero taps, in one large matrix product, on the row-gap layout of `_row_gap_layout`);
   then output phase (r_h, r_w) is the sum of its taps' slices of z, shifted on the input
   grid. The backward pass stacks shifted slices of the output gradient into dz and forms
-  both gradients as one matmul each.
+  both gradients as one matmul each. The tap tensor is kh*kw/(sh*sw) times the output's
+  size (839 MB for dcgan128's last stride-2 layer at batch 32); slicing the batch bounds
+  it, at one loop per pass.
   """
+  if chunks == 1:
+    return _forward(x, kernel, strides, out_size)
+  y = jax.lax.map(lambda xc: _forward(xc, kernel, strides, out_size), _split(x, chunks))
+  return y.reshape((x.shape[0],) + y.shape[2:])
+
+
+def _split(a: Array, chunks: int) -> Array:
+  """[B, ...] -> [chunks, B / chunks, ...]."""
+  if a.shape[0] % chunks:
+    raise ValueError(f"chunks={chunks} does not divide the batch of {a.shape[0]}")
+  return a.reshape((chunks, a.shape[0] // chunks) + a.shape[1:])
+
+
+def _forward(x: Array, kernel: Array, strides: tuple[int, int],
+             out_size: tuple[int, int]) -> Array:
   (kh, kw, _, cout), (sh, sw), (b, h, w) = kernel.shape, strides, x.shape[:3]
   ph, qh = _tap_plan(h, out_size[0], kh, sh)
   pw, qw = _tap_plan(w, out_size[1], kw, sw)
@@ -100,12 +154,23 @@ def _window_pads(offsets: list[int], in_size: int, q: int) -> tuple[int, int]:
   return max(0, max(offsets)), max(0, in_size - q - min(offsets))
 
 
-def _col2im_fwd(x, kernel, strides, out_size):
-  return conv_transpose_col2im(x, kernel, strides, out_size), (x, kernel)
+def _col2im_fwd(x, kernel, strides, out_size, chunks):
+  return conv_transpose_col2im(x, kernel, strides, out_size, chunks), (x, kernel)
 
 
-def _col2im_bwd(strides, out_size, res, dy):
+def _col2im_bwd(strides, out_size, chunks, res, dy):
   x, kernel = res
+  if chunks == 1:
+    return _backward(x, kernel, dy, strides, out_size)
+
+  def body(dkernel, xy):
+    dx, dk = _backward(xy[0], kernel, xy[1], strides, out_size)
+    return dkernel + dk, dx
+  dkernel, dx = jax.lax.scan(body, jnp.zeros_like(kernel), (_split(x, chunks), _split(dy, chunks)))
+  return dx.reshape(x.shape), dkernel
+
+
+def _backward(x, kernel, dy, strides, out_size):
   (kh, kw, cin, cout), (sh, sw), (b, h, w) = kernel.shape, strides, x.shape[:3]
   ph, qh = _tap_plan(h, out_size[0], kh, sh)
   pw, qw = _tap_plan(w, out_size[1], kw, sw)
@@ -157,3 +222,84 @@ def _add_bias_bwd(_, g):
 
 
 add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
+
+
+def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
+  """TensorFlow's SAME padding (low, high) of one axis."""
+  total = max((-(-size // s) - 1) * s + k - size, 0)
+  return total // 2, total - total // 2
+
+
+def s2d_plan(x_shape, kernel_shape, strides, padding) -> tuple[int, list] | None:
+  """(stride, explicit pads) where `conv` takes its space-to-depth gradients: a 2-D
+  NHWC/HWIO conv with equal strides s > 1, a square kernel k that s divides, and padded
+  sizes that s divides; None elsewhere."""
+  (kh, kw), (sh, sw) = kernel_shape[:2], tuple(strides)
+  if len(x_shape) != 4 or kh != kw or sh != sw or sh < 2 or kh % sh:
+    return None
+  if isinstance(padding, str):
+    if padding.upper() == "SAME":
+      padding = [_same_pads(n, kh, sh) for n in x_shape[1:3]]
+    elif padding.upper() == "VALID":
+      padding = [(0, 0), (0, 0)]
+    else:
+      return None
+  pads = [tuple(int(p) for p in pad) for pad in padding]
+  if any(lo < 0 or hi < 0 or (n + lo + hi) % sh for n, (lo, hi) in zip(x_shape[1:3], pads)):
+    return None
+  return sh, pads
+
+
+def _s2d_matmul(x: Array, kernel: Array, s: int, pads) -> Array:
+  """The stride-s convolution as space-to-depth(s) of the padded input, then the k/s x k/s
+  windows of the blocks (plain slices, no stride) concatenated and one matmul: exact, no
+  zero taps. Used for its gradients (autodiff), whose kernel gradient XLA:CPU's
+  convolution takes a slow path for."""
+  (k, _, cin, cout), b = kernel.shape, x.shape[0]
+  xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  hs, ws, t = xp.shape[1] // s, xp.shape[2] // s, k // s
+  blocks = xp.reshape(b, hs, s, ws, s, cin).transpose(0, 1, 3, 2, 4, 5).reshape(b, hs, ws, -1)
+  ho, wo = hs - t + 1, ws - t + 1
+  cols = jnp.concatenate([blocks[:, a:a + ho, c:c + wo] for a in range(t) for c in range(t)], -1)
+  w = kernel.reshape(t, s, t, s, cin, cout).transpose(0, 2, 1, 3, 4, 5).reshape(-1, cout)
+  return (cols.reshape(-1, w.shape[0]) @ w).reshape(b, ho, wo, cout)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_s2d(x: Array, kernel: Array, s: int, pads) -> Array:
+  """A stride-s NHWC/HWIO convolution with explicit `pads`: XLA's own forward, the
+  gradients of `_s2d_matmul` (see `s2d_plan` for where it applies)."""
+  return jax.lax.conv_general_dilated(x, kernel, (s, s), pads,
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _conv_s2d_fwd(x, kernel, s, pads):
+  return conv_s2d(x, kernel, s, pads), (x, kernel)
+
+
+def _conv_s2d_bwd(s, pads, res, dy):
+  x, kernel = res
+  _, pullback = jax.vjp(lambda x, k: _s2d_matmul(x, k, s, pads), x, kernel)
+  return pullback(dy)
+
+
+conv_s2d.defvjp(_conv_s2d_fwd, _conv_s2d_bwd)
+
+
+def conv(lhs: Array, rhs: Array, window_strides, padding, lhs_dilation=None,
+         rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
+         precision=None) -> Array:
+  """`lax.conv_general_dilated` (the signature `flax.linen.Conv` calls), whose gradients
+  come from the space-to-depth matmul where `s2d_plan` applies and nothing else is set
+  (no dilation or groups, NHWC/HWIO, default precision)."""
+  plain = lambda: jax.lax.conv_general_dilated(  # noqa: E731
+      lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count, precision=precision)
+  nhwc = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+  dilated = any(d != 1 for d in (lhs_dilation or ()) + (rhs_dilation or ()))
+  if (dilated or feature_group_count != 1 or precision is not None
+      or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != nhwc):
+    return plain()
+  plan = s2d_plan(lhs.shape, rhs.shape, window_strides, padding)
+  return plain() if plan is None else conv_s2d(lhs, rhs, plan[0], tuple(plan[1]))
