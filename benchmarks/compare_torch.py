@@ -87,10 +87,10 @@ def run_torch(args, case: Case, mode: str) -> dict:
 
 def peak_mib(res: dict) -> float:
   """A run's peak memory: device memory where measured, else the resident set."""
-  for key in ("peak_gpu_mib", "peak_rss_mib"):
+  for key in ("peak_gpu_mib", "peak_rss_mib", "peak_memory_mib"):
     if key in res:
       return res[key]
-  return res["peak_memory_mib"]
+  return float("nan")
 
 
 def cases(args, parser) -> list[Case]:

@@ -57,44 +57,67 @@ def test_benchmark_without_the_peak_measurement_has_no_mfu():
   assert record["projected_run_s"] == 90 * record["median_s"]
 
 
-# Stands in for PyTorch's interpreter: compare_torch runs `python torch_dcgan.py --mode M
-# --batch B --dtype D ...`; this prints what torch_dcgan.py prints, with a step time of
-# batch / 1000 s for eager and batch / 2000 s for compile.
+# Stands in for PyTorch's interpreter: compare_torch runs `python torch_dcgan.py --model M
+# --mode M --batch B --dtype D [--fresh_g_noise] ...`; this prints what torch_dcgan.py
+# prints, with a step time of batch / 1000 s for eager and batch / 2000 s for compile, 10%
+# more with fresh G noise, and a peak RSS of 100 MiB.
 FAKE_TORCH = """\
 import json, sys
-a = dict(zip(sys.argv[2::2], sys.argv[3::2]))
-b = int(a["--batch"]); s = b / (1000 if a["--mode"] == "eager" else 2000)
+fresh = "--fresh_g_noise" in sys.argv
+args = [x for x in sys.argv[2:] if x != "--fresh_g_noise"]
+a = dict(zip(args[::2], args[1::2]))
+b = int(a["--batch"]); s = b / (1000 if a["--mode"] == "eager" else 2000) * (1.1 if fresh else 1)
 print("JSON " + json.dumps(dict(impl="torch-" + a["--mode"], dtype=a["--dtype"], batch=b,
-      median_s=s, min_s=s, max_s=s, device="cpu")))
+      model=a["--model"], fresh_g_noise=fresh, median_s=s, min_s=s, max_s=s, device="cpu",
+      peak_rss_mib=100.0)))
 """
 
 
-def test_compare_torch_tables_every_dtype(tmp_path):
+def _fake_torch(tmp_path):
   fake = tmp_path / "fake_python"
   fake.write_text(f"#!{sys.executable}\n" + textwrap.dedent(FAKE_TORCH))
   fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+  return fake
+
+
+def test_compare_torch_tables_every_dtype_and_schedule(tmp_path):
   out = tmp_path / "cmp.json"
-  cmd = [sys.executable, "benchmarks/compare_torch.py", "--torch_python", str(fake),
-         "--batch", "4", "--dtype", "float32,bfloat16", "--rounds", "1", "--steps", "1",
+  cmd = [sys.executable, "benchmarks/compare_torch.py", "--torch_python", str(_fake_torch(tmp_path)),
+         "--model", "32", "--schedule", "reuse,fresh", "--batch", "4",
+         "--dtype", "float32,bfloat16", "--rounds", "1", "--steps", "1",
          "--modes", "jaxgan,eager,compile", f"--json_out={out}", "--device", "cpu",
          *[f"--jaxgan_flag={f}" for f in TINY + ["--peak_size=256"]]]
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads(out.read_text())
-  assert [(r["batch"], r["dtype"]) for r in results] == [(4, "float32"), (4, "bfloat16")]
+  assert [(r["schedule"], r["dtype"]) for r in results] == [
+      ("reuse", "float32"), ("reuse", "bfloat16"), ("fresh", "float32"), ("fresh", "bfloat16")]
   for r in results:
-    assert r["median_s"]["eager"] == r["batch"] / 1000
-    assert r["median_s"]["compile"] == r["batch"] / 2000
+    slower = 1.1 if r["schedule"] == "fresh" else 1  # the same schedule reached torch
+    assert r["median_s"]["eager"] == r["batch"] / 1000 * slower
+    assert r["median_s"]["compile"] == r["batch"] / 2000 * slower
     jax_run = r["runs"]["jaxgan"][0]
     assert (jax_run["batch"], jax_run["dtype"]) == (r["batch"], r["dtype"])
-    assert r["runs"]["eager"][0]["dtype"] == r["dtype"]
+    assert r["runs"]["eager"][0]["dtype"] == r["dtype"] and r["runs"]["eager"][0]["model"] == "32"
     jax_s = r["median_s"]["jaxgan"]
     assert jax_s == jax_run["median_s"] > 0
     for mode, s in r["median_s"].items():
-      row = (f"| {r['batch']} | {r['dtype']} | {mode} | {s:.4f} | {r['batch'] / s:.1f} | "
-             f"{jax_s / s:.2f} |")
+      peak = jax_run["peak_memory_mib"] if mode == "jaxgan" else 100.0
+      row = (f"| 32 | {r['schedule']} | {r['batch']} | {r['dtype']} | {mode} | {s:.4f} | "
+             f"{r['batch'] / s:.1f} | {jax_s / s:.2f} | {peak:.0f} |")
       assert row in proc.stdout
-    assert f"jaxgan batch {r['batch']} {r['dtype']}: MFU " in proc.stdout
+    assert f"jaxgan 32 {r['schedule']} batch {r['batch']} {r['dtype']}: " in proc.stdout
+  # The reuse schedule runs one G forward fewer: XLA counts fewer FLOPs.
+  flops = {r["schedule"]: r["runs"]["jaxgan"][0]["flops_per_step"] for r in results}
+  assert flops["reuse"] < flops["fresh"]
+
+
+def test_compare_torch_skips_what_the_peer_lacks(tmp_path):
+  proc = subprocess.run([sys.executable, "benchmarks/compare_torch.py", "--torch_python",
+                         str(_fake_torch(tmp_path)), "--model", "128", "--schedule", "reuse"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0, proc.stderr
+  assert "skipping model 128 with the reuse schedule" in proc.stdout
 
 
 def test_compare_torch_rejects_a_bad_dtype():
