@@ -60,7 +60,7 @@ def _row_gap_layout(x: Array, offsets: list[int], q: int) -> tuple[Array, int]:
   return jnp.pad(flat, ((g, tail),) + ((0, 0),) * (x.ndim - 2)), g
 
 
-TAP_BUDGET = 64 * 2**20  # bytes of tap tensor per batch slice (docs/performance.md)
+TAP_BUDGET = 256 * 2**20  # bytes of tap tensor per batch slice (docs/performance.md)
 _budget = [TAP_BUDGET]  # what `conv_transpose` uses by default; `tap_budget` sets it
 
 
