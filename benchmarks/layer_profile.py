@@ -32,7 +32,8 @@ With --torch_python, benchmarks/layer_profile_torch.py runs as a server process 
 layer pass in PyTorch (F.conv2d / F.conv_transpose2d, NCHW, 2 threads) is timed in the same
 rounds. Each round times every implementation once, in a rotated order (A/B/C, B/C/A, ...),
 each sample the mean of enough calls to last >= --min_sample_s; the table gives medians over
-the rounds (an implementation slower than 1 s a call is timed once, outside the rounds). The per-step estimate weights each pass by how often one radford32/64 training
+the rounds (an implementation slower than 1 s a call is timed once, outside the rounds).
+The per-step estimate weights each pass by how often one radford32/64 training
 step (1 D + 1 G update, G's fakes reused) runs it: G layers fwd, dx, dw once each; D layers
 fwd 3x (real and fake in the D update, fake in the G update), dw 2x, dx 3x (1x for D's first
 layer, whose input gradient only the G update needs).

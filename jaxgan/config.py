@@ -69,7 +69,7 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   t.num_steps = 20_000  # one step = d_steps D updates + g_steps G updates
   t.d_steps = 1  # D updates per step, each on its own real batch
   t.g_steps = 2  # G updates per step
-  t.g_update_fakes = "fresh"  # 'fresh': G updates draw new noise; 'reuse': the first reuses the D update's fakes
+  t.g_update_fakes = "fresh"  # 'fresh': new noise per G update; 'reuse': the first takes D's fakes
   t.loss = "non_saturating"  # see jaxgan/losses.py
   t.label_smoothing = 0.0  # one-sided: real target 1 - label_smoothing (non_saturating, minimax)
   t.drift = 0.0  # drift term weight: + drift * E[D(x)^2] on real logits (ProGAN: 0.001)

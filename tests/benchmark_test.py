@@ -82,8 +82,8 @@ def _fake_torch(tmp_path):
 
 def test_compare_torch_tables_every_dtype_and_schedule(tmp_path):
   out = tmp_path / "cmp.json"
-  cmd = [sys.executable, "benchmarks/compare_torch.py", "--torch_python", str(_fake_torch(tmp_path)),
-         "--model", "32", "--schedule", "reuse,fresh", "--batch", "4",
+  cmd = [sys.executable, "benchmarks/compare_torch.py",
+         "--torch_python", str(_fake_torch(tmp_path)), "--model", "32", "--schedule", "reuse,fresh", "--batch", "4",
          "--dtype", "float32,bfloat16", "--rounds", "1", "--steps", "1",
          "--modes", "jaxgan,eager,compile", f"--json_out={out}", "--device", "cpu",
          *[f"--jaxgan_flag={f}" for f in TINY + ["--peak_size=256"]]]

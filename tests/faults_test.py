@@ -151,7 +151,7 @@ def _wrong_values(checkpoint):
   or miss the arrays a partial load reads, depending on the files' layout)."""
   path = checkpoint / "checksums" / "metadata"
   saved = json.loads(path.read_text())
-  path.write_text(json.dumps({name: {**entry, "sha256": "0" * 64} for name, entry in saved.items()}))
+  path.write_text(json.dumps({name: {**e, "sha256": "0" * 64} for name, e in saved.items()}))
 
 
 def _truncate(path):

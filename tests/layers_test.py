@@ -127,7 +127,8 @@ def test_strided_conv_equals_lax_in_value_and_both_gradients(h, w, k, s, padding
   kernel = jax.random.normal(jax.random.key(1), (k, k, 5, 7))
   dn = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, DN)
   assert (cpu.s2d_plan(x.shape, kernel.shape, (s, s), padding) is not None) == s2d
-  ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (s, s), padding, dimension_numbers=DN)  # noqa: E731
+  ref = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
+      x, k, (s, s), padding, dimension_numbers=DN)
   got = lambda x, k: cpu.conv(x, k, (s, s), padding, dimension_numbers=dn)  # noqa: E731
   np.testing.assert_allclose(got(x, kernel), ref(x, kernel), rtol=1e-5, atol=1e-5)
   ct = jax.random.normal(jax.random.key(2), ref(x, kernel).shape)

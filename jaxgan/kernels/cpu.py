@@ -1,4 +1,4 @@
-"""XLA:CPU formulations of two layers, each computing exactly what the plain layer does.
+"""XLA:CPU formulations of three layers, each computing exactly what the plain layer does.
 
 `conv_transpose_col2im`: the transposed convolution of `jaxgan.nn.layers.conv_transpose_lax`
 as one matmul over all kernel taps plus a col2im, with a hand-written backward pass of two
@@ -8,10 +8,18 @@ XLA CPU's convolutions run at about a third of its matmul speed (53 vs 141 GFLOP
 It multiplies no zero taps (a sub-pixel formulation, tried first, pads every phase's
 sub-kernel to 3x3 for a 5x5 kernel at stride 2: 44% more FLOPs, and measured slower).
 
+`conv_transpose` runs it over batch slices (`lax.map`/`lax.scan`) that keep each slice's
+tap tensor within TAP_BUDGET: the tensor is kh*kw/(sh*sw) times the layer's output.
+
+`conv`: `lax.conv_general_dilated` for `flax.linen.Conv`, whose two gradients, for a
+stride-s convolution with a kernel that s divides, come from an exact space-to-depth
+matmul instead of XLA:CPU's convolution gradients (the forward stays XLA's).
+
 `add_bias`: y + bias whose bias gradient is a matmul with a ones vector.
 
 `jaxgan.kernels.select` picks these on the CPU backend and the plain layers elsewhere;
-tests/layers_test.py checks each against the plain computation.
+tests/layers_test.py checks each against the plain computation. Measured effects:
+docs/performance.md.
 """
 
 from __future__ import annotations

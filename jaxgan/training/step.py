@@ -11,12 +11,13 @@ state's extra part). Non-parameter collections are carried generically.
 over the mesh's 'data' axis (each device takes its slice of the batch, gradients and
 metrics are averaged over devices) and `jax.jit` with the state donated.
 
-Randomness: every update draws fresh noise (with train.g_update_fakes='reuse' the first G
-update takes the last D update's noise and images instead) (and, when conditional, fake labels uniformly
-over the classes) from the state's key. Noise, labels, penalty interpolation weights and
-the augmentation's parameters are drawn for the whole global batch from the replicated key
-and each device keeps its own rows, so devices see different noise and the result does not
-depend on how many devices share the batch; dropout keys are folded with the device index.
+Randomness: every update draws fresh noise (and, when conditional, fake labels uniformly
+over the classes) from the state's key; with train.g_update_fakes='reuse' the first G
+update takes the last D update's noise and images instead. Noise, labels, penalty
+interpolation weights and the augmentation's parameters are drawn for the whole global
+batch from the replicated key and each device keeps its own rows, so devices see different
+noise and the result does not depend on how many devices share the batch; dropout keys are
+folded with the device index.
 """
 
 from __future__ import annotations
