@@ -41,5 +41,5 @@ def get_config():
   c.train.d_steps, c.train.g_steps = 1, 1
   c.optim.g_lr = c.optim.d_lr = 2e-4
   c.optim.b1, c.optim.b2 = 0.5, 0.999
-  c.train.g_update_fakes = "fresh"  # new noise for the G update, as the art project draws it
+  c.train.g_update_fakes = "fresh"  # new noise for every update, as the seed's spec has it
   return c

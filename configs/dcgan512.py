@@ -23,5 +23,5 @@ def get_config():
   d.first_layer_norm, d.init, d.use_bias = False, "dcgan", False
   c.train.batch_size, c.train.g_steps = 16, 1
   c.optim.g_lr = c.optim.d_lr = 2e-4
-  c.train.g_update_fakes = "fresh"  # new noise for the G update
+  c.train.g_update_fakes = "fresh"  # new noise for every update, as the seed's spec has it
   return c

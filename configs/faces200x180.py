@@ -23,5 +23,5 @@ def get_config(depth: str = "5"):
   c.data.image_size = (200, 180)
   c.data.resize = "resize"
   dcgan.symmetric(c, depth=int(depth), increment=32, kernel_size=5, stride=2, dropout=0.3)
-  c.train.g_update_fakes = "fresh"  # new noise for the combined model's G update
+  c.train.g_update_fakes = "fresh"  # new noise for every update, as the seed's spec has it
   return c

@@ -21,5 +21,5 @@ def get_config(arg: str = ""):
   c = config_lib.default_config()
   c.data.image_size = (150, 150)
   dcgan.symmetric(c, depth=4, increment=32, kernel_size=5, stride=2, dropout=0.3)
-  c.train.g_update_fakes = "fresh"  # new noise for the combined model's G update
+  c.train.g_update_fakes = "fresh"  # new noise for every update, as the seed's spec has it
   return c

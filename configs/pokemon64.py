@@ -27,5 +27,5 @@ def get_config():
   d.features, d.strides, d.init = (64, 128, 256, 512), (2, 2, 2, 2), "xavier"
   c.train.g_steps = 1
   c.optim.g_lr = c.optim.d_lr = 2e-4
-  c.train.g_update_fakes = "fresh"  # new noise for the G update
+  c.train.g_update_fakes = "fresh"  # new noise for every update, as the seed's spec has it
   return c

@@ -23,5 +23,5 @@ def get_config():
   d.norm, d.dropout, d.first_layer_norm = "spectral", 0.3, True
   c.train.batch_size = 32
   c.train.loss, c.train.label_smoothing = "hinge", 0.0
-  c.train.g_update_fakes = "fresh"  # new noise for the G update (the architecture of art128.py)
+  c.train.g_update_fakes = "fresh"  # new noise for every update, as the seed's spec has it
   return c
