@@ -25,6 +25,7 @@ Conv formulations:
   im2col    16 strided slices of the padded input -> [B*Ho*Wo, 16*Cin] x [16*Cin, Cout]; autodiff
   s2d_conv  space-to-depth(2) of the padded input, then a k2 s1 VALID lax conv (4*Cin channels)
   s2d_mm    space-to-depth(2), then 4 plain (unstrided) slices -> the same single matmul
+            (`jaxgan.kernels.cpu._s2d_matmul`, whose gradients `kernels.cpu.conv` uses)
   mix       custom VJP: forward and dw by the s2d im2col matmul, dx = the transposed conv of dy
             by jaxgan's col2im (one matmul + col2im)
 
@@ -213,12 +214,7 @@ def conv_s2d_conv(x, w):
 
 
 def conv_s2d_mm(x, w):
-  b, h, wd, cin = x.shape
-  cout = w.shape[-1]
-  ho, wo = h // 2, wd // 2
-  s, k = _s2d(x, w)
-  cols = jnp.concatenate([s[:, a:a + ho, c:c + wo] for a in range(2) for c in range(2)], -1)
-  return (cols.reshape(-1, 16 * cin) @ k.reshape(16 * cin, cout)).reshape(b, ho, wo, cout)
+  return cpu._s2d_matmul(x, w, 2, ((1, 1), (1, 1)))  # pylint: disable=protected-access
 
 
 @jax.custom_vjp

@@ -5,26 +5,23 @@ G: 1x1 latent(100) -> ConvT(512, k4) to 4x4 BN ReLU -> ConvT 256, 128 (k4, s2) B
    -> ConvT 3 (k4, s2) tanh. D: Conv 128 (k4, s2) LReLU(0.2) -> Conv 256, 512 BN LReLU
    -> 4x4 conv to one logit. No biases before BatchNorm; weights ~ normal(0, 0.02).
 Adam(2e-4, beta1=0.5), 1 D + 1 G update, batch 64; the G update reuses the D update's
-noise (`train.g_update_fakes = 'reuse'`, the PyTorch DCGAN tutorial's schedule).
+noise (`train.g_update_fakes = 'reuse'`, the PyTorch DCGAN tutorial's schedule). Everything
+but the sizes, widths and batch comes from configs/radford64.py.
 
 Run:
   python -m jaxgan.main --config configs/radford32.py --workdir runs/radford32 \
       --config.data.source=tfds:cifar10:train
 """
 
+import os
+
 from jaxgan import config as config_lib
 
 
 def get_config():
-  c = config_lib.default_config()
+  c = config_lib.load_file(os.path.join(os.path.dirname(__file__), "radford64.py"))
   c.data.image_size = (32, 32)
-  g, d = c.model.generator, c.model.discriminator
-  g.project, g.base_features, g.project_norm_act = "conv", 512, True
-  g.features, g.strides, g.kernel_size = (256, 128), (2, 2, 2), 4
-  g.init, g.use_bias = "dcgan", False
-  d.features, d.strides, d.kernel_size = (128, 256, 512), (2, 2, 2), 4
-  d.first_layer_norm, d.init, d.use_bias = False, "dcgan", False
-  c.train.batch_size, c.train.g_steps = 64, 1
-  c.optim.g_lr = c.optim.d_lr = 2e-4
-  c.train.g_update_fakes = "reuse"  # the PyTorch DCGAN tutorial trains G on the D update's fakes
-  return c
+  c.model.generator.features, c.model.generator.strides = (256, 128), (2, 2, 2)
+  c.model.discriminator.features, c.model.discriminator.strides = (128, 256, 512), (2, 2, 2)
+  c.train.batch_size = 64
+  return c  # train.g_update_fakes = 'reuse' from radford64.py

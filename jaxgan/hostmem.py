@@ -1,23 +1,21 @@
 """Host memory allocation for XLA:CPU steps: keep freed memory instead of page-faulting it anew.
 
 XLA:CPU allocates one temporary buffer per execution of a compiled program and frees it
-when the execution ends: 2.0 GB for the configs/dcgan128.py step at batch 32. glibc's
+when the execution ends (1.2-1.6 GB for the configs/dcgan128.py step at batch 32). glibc's
 malloc serves every block above 32 MiB with a fresh `mmap` and returns it with `munmap`,
-so each step page-faults its whole working set again: measured here, 569,000 minor faults
-and about 2 s of kernel CPU time per step (of ~19 s of CPU time over 2 cores).
+so each step page-faults its whole working set again (about 450,000 minor faults per
+dcgan128 step).
 
 `keep_freed_memory()` changes three glibc malloc settings (`mallopt`):
   - M_ARENA_MAX=1: all threads allocate from the main heap. A worker thread's own arena
     cannot hold a block larger than 64 MiB and falls back to `mmap` for it.
   - M_MMAP_MAX=0: no block is served by `mmap`.
   - M_TRIM_THRESHOLD=max: freed memory at the top of the heap is never returned.
-The second step then reuses the first step's pages: 0 page faults per step, and the
-dcgan128 CPU step ran 8.6 instead of 10.2 s/step side by side in the latest run
-(docs/performance.md).
-
-Cost: the process keeps its peak memory until it exits, and the heap can hold two or
-three temporaries where they landed apart (peak RSS 6.9 GiB instead of 3.3 GiB for
-dcgan128 at batch 32; in a 45-step run it grew at steps 1, 2 and 14, then no more).
+The second step then reuses the first step's pages: 0 page faults per step once the heap
+has grown. Cost: the process keeps its peak memory until it exits, and the heap can hold
+two or three temporaries where they landed apart, so the resident peak is higher (about
+twice glibc's defaults for dcgan128). What each setting measured, on which machine:
+docs/performance.md.
 
 It must run before JAX creates its CPU client's threads (the first computation or
 `jax.devices()` call): threads that already have their own arena keep it. The entry points

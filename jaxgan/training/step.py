@@ -31,6 +31,7 @@ import ml_collections
 import optax
 from jax.sharding import Mesh, PartitionSpec as P
 
+from jaxgan import config as config_lib
 from jaxgan import families
 from jaxgan.sharding import DATA_AXIS
 from jaxgan.training import augment as augment_lib
@@ -277,8 +278,9 @@ def train_step(state: GANState, batch: Batch, *, gan: families.GAN, d_steps: int
   if gan.restart_optimizers is not None:
     restart = gan.restart_optimizers(state.step)
     g, d = _restart_optimizer(g, restart), _restart_optimizer(d, restart)
-  if g_update_fakes not in ("fresh", "reuse"):
-    raise ValueError(f"g_update_fakes={g_update_fakes!r}: expected 'fresh' or 'reuse'")
+  if g_update_fakes not in config_lib.G_UPDATE_FAKES:
+    raise ValueError(f"g_update_fakes={g_update_fakes!r}: expected one of "
+                     f"{config_lib.G_UPDATE_FAKES}")
   fakes = None
   for i in range(d_steps):
     d, g_colls, metrics, fakes = d_update(
