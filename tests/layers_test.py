@@ -112,32 +112,98 @@ def test_dense_equals_flax_dense_in_value_and_gradient(use_bias, impl):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-# (h, w, kernel, stride, padding, space-to-depth gradients?): Radford's k4 s2 on even and
-# odd sizes, k6 s3, k2 s2 VALID, k4 s4; k5 s2 and stride 1 fall back to XLA's convolution.
-CONV_CASES = [(16, 16, 4, 2, "SAME", True), (8, 6, 4, 2, "SAME", True),
-              (9, 9, 4, 2, "SAME", True), (12, 12, 6, 3, "SAME", True),
-              (8, 8, 2, 2, "VALID", True), (16, 16, 4, 4, "SAME", True),
-              (10, 10, 5, 2, "SAME", False), (8, 8, 3, 1, "SAME", False),
-              (7, 7, 4, 2, ((1, 1), (1, 1)), False)]
+# (h, w, kernel, stride, padding, input channels, path): Radford's k4 s2 on even and odd
+# sizes, k6 s3, k2 s2 VALID, k4 s4, non-square; 's2d': XLA's forward, space-to-depth
+# gradients; 'winograd' (kernel 2s, even output sizes, >= 16 input channels): Winograd's
+# forward and kernel gradient, space-to-depth input gradient; 'lax': k5 s2, stride 1 and
+# uneven padded sizes fall back to XLA's convolution.
+CONV_CASES = [(16, 16, 4, 2, "SAME", 5, "s2d"), (8, 6, 4, 2, "SAME", 5, "s2d"),
+              (9, 9, 4, 2, "SAME", 5, "s2d"), (12, 12, 6, 3, "SAME", 5, "s2d"),
+              (8, 8, 2, 2, "VALID", 5, "s2d"), (16, 16, 4, 4, "SAME", 5, "s2d"),
+              (10, 10, 5, 2, "SAME", 5, "lax"), (8, 8, 3, 1, "SAME", 5, "lax"),
+              (7, 7, 4, 2, ((1, 1), (1, 1)), 5, "lax"),
+              (16, 16, 4, 2, "SAME", 16, "winograd"), (8, 12, 4, 2, "SAME", 24, "winograd"),
+              (12, 12, 6, 3, "SAME", 16, "winograd"), (10, 10, 4, 2, ((1, 3), (3, 1)), 16, "winograd"),
+              (8, 6, 4, 2, "SAME", 16, "s2d"), (9, 9, 4, 2, "SAME", 16, "s2d"),
+              (16, 16, 4, 4, "SAME", 16, "s2d")]
 
 
-@pytest.mark.parametrize("h,w,k,s,padding,s2d", CONV_CASES)
-def test_strided_conv_equals_lax_in_value_and_both_gradients(h, w, k, s, padding, s2d):
-  x = jax.random.normal(jax.random.key(0), (3, h, w, 5))
-  kernel = jax.random.normal(jax.random.key(1), (k, k, 5, 7))
+def _dot_multiplies(jaxpr) -> int:
+  """Multiplies in the dot_generals of a jaxpr and its sub-jaxprs (batch x free x
+  contracted sizes)."""
+  total = 0
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      (contract, _), _ = eqn.params["dimension_numbers"]
+      lhs = eqn.invars[0].aval.shape
+      total += int(np.prod(eqn.outvars[0].aval.shape)) * int(np.prod([lhs[d] for d in contract]))
+    for sub in eqn.params.values():
+      sub = getattr(sub, "jaxpr", sub)
+      if hasattr(sub, "eqns"):
+        total += _dot_multiplies(sub)
+  return total
+
+
+@pytest.mark.parametrize("h,w,k,s,padding,cin,path", CONV_CASES)
+def test_strided_conv_equals_lax_in_value_and_both_gradients(h, w, k, s, padding, cin, path):
+  x = jax.random.normal(jax.random.key(0), (3, h, w, cin))
+  kernel = jax.random.normal(jax.random.key(1), (k, k, cin, 7))
   dn = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, DN)
-  assert (cpu.s2d_plan(x.shape, kernel.shape, (s, s), padding) is not None) == s2d
+  plan = cpu.s2d_plan(x.shape, kernel.shape, (s, s), padding)
+  assert (plan is not None) == (path != "lax")
+  assert (plan is not None and cpu.winograd_applies(x.shape, kernel.shape, *plan)) == (path == "winograd")
   ref = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
       x, k, (s, s), padding, dimension_numbers=DN)
   got = lambda x, k: cpu.conv(x, k, (s, s), padding, dimension_numbers=dn)  # noqa: E731
-  np.testing.assert_allclose(got(x, kernel), ref(x, kernel), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got(x, kernel), ref(x, kernel), rtol=1e-5, atol=1e-4)
   ct = jax.random.normal(jax.random.key(2), ref(x, kernel).shape)
   grad = lambda fn: jax.grad(lambda x, k: jnp.sum(fn(x, k) * ct), argnums=(0, 1))  # noqa: E731
   for g_ref, g_got in zip(grad(ref)(x, kernel), grad(got)(x, kernel)):
-    np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-4)
-  # Where it applies, the backward pass has no convolution left (the forward's only).
+    np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-3)
+  # s2d: the backward pass has no convolution left (the forward's only); Winograd: none.
   convs = str(jax.make_jaxpr(grad(got))(x, kernel)).count("conv_general_dilated")
-  assert (convs == 1) == s2d, convs
+  assert convs == {"lax": convs if convs > 1 else -1, "s2d": 1, "winograd": 0}[path], convs
+  if path == "winograd":  # 9 multiplies per 2x2 output tile and input channel, not 16
+    out = ref(x, kernel).shape
+    direct = int(np.prod(out)) * k * k * cin
+    assert _dot_multiplies(jax.make_jaxpr(got)(x, kernel).jaxpr) * 16 == direct * 9
+
+
+def test_winograd_conv_second_order_gradient_equals_lax():
+  # A gradient penalty differentiates D's input gradient again (R1, WGAN-GP, DRAGAN).
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
+  kernel = 0.1 * jax.random.normal(jax.random.key(1), (4, 4, 16, 6))  # tanh not saturated
+  dn = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, DN)
+  assert cpu.winograd_applies(x.shape, kernel.shape, 2, [(1, 1), (1, 1)])
+
+  def penalty(conv):
+    d = lambda x, k: jnp.sum(jnp.tanh(conv(x, k, (2, 2), "SAME", dimension_numbers=dn)))  # noqa: E731
+    return lambda x, k: jnp.sum(jax.grad(d)(x, k) ** 2)
+  got = jax.grad(penalty(cpu.conv), argnums=(0, 1))(x, kernel)
+  ref = jax.grad(penalty(jax.lax.conv_general_dilated), argnums=(0, 1))(x, kernel)
+  for g_got, g_ref in zip(got, ref):
+    np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-3)
+
+
+# Transposed convs whose gradients come from the Winograd adjoint (k = 2s, even input
+# sizes, >= 16 output channels): square, non-square, stride 3; and one that does not.
+WINOGRAD_TCONV = [(4, 4, 16, 2, True), (4, 6, 16, 2, True), (2, 4, 18, 3, True),
+                  (5, 4, 16, 2, False)]
+
+
+@pytest.mark.parametrize("chunks", [1, 2])
+@pytest.mark.parametrize("in_h,in_w,cout,s,winograd", WINOGRAD_TCONV)
+def test_transposed_conv_winograd_gradients_equal_lax(in_h, in_w, cout, s, winograd, chunks):
+  out = (in_h * s, in_w * s)
+  x, w = _inputs(in_h, in_w, 2 * s, cin=6, cout=cout, batch=4)
+  assert (cpu._winograd_adjoint(x.shape, w.shape, (s, s), out) is not None) == winograd
+  col2im = lambda x, w: cpu.conv_transpose_col2im(x, w, (s, s), out, chunks)  # noqa: E731
+  ref = lambda x, w: layers.conv_transpose_lax(x, w, (s, s), out)  # noqa: E731
+  np.testing.assert_allclose(col2im(x, w), ref(x, w), rtol=1e-5, atol=1e-4)
+  ct = jax.random.normal(jax.random.key(7), ref(x, w).shape)
+  grads = lambda fn: jax.grad(lambda x, w: jnp.sum(fn(x, w) * ct), argnums=(0, 1))(x, w)  # noqa: E731
+  for g_ref, g_got in zip(grads(ref), grads(col2im)):
+    np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-3)
 
 
 def test_discriminator_convs_take_the_cpu_path():

@@ -178,7 +178,32 @@ def _col2im_bwd(strides, out_size, chunks, res, dy):
   return dx.reshape(x.shape), dkernel
 
 
+def _winograd_adjoint(x_shape, kernel_shape, strides, out_size):
+  """(s, pads) where the transposed conv's gradients come from `_s2d_winograd`: it is the
+  adjoint of the SAME stride-s conv from `out_size` to the input's size, with the kernel
+  flipped and its channel axes swapped, and `winograd_applies` to that conv; else None."""
+  kh, kw, cin, cout = kernel_shape
+  adj = (kh, kw, cout, cin)
+  plan = s2d_plan((x_shape[0], *out_size, cout), adj, strides, "SAME")
+  if plan is None or not winograd_applies((x_shape[0], *out_size, cout), adj, *plan):
+    return None
+  return plan
+
+
+def _winograd_backward(x, kernel, dy, s, pads):
+  """Both gradients of the transposed conv through its adjoint conv C (dy -> x's shape):
+  dx = C(dy), and the kernel gradient is C's kernel gradient at input dy and cotangent x,
+  flipped back."""
+  adjoint = lambda k: _s2d_winograd(dy, k, s, pads)  # noqa: E731
+  dx, pullback = jax.vjp(adjoint, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
+  dk, = pullback(x)
+  return dx.astype(x.dtype), jnp.flip(dk, (0, 1)).transpose(0, 1, 3, 2).astype(kernel.dtype)
+
+
 def _backward(x, kernel, dy, strides, out_size):
+  plan = _winograd_adjoint(x.shape, kernel.shape, strides, out_size)
+  if plan is not None:
+    return _winograd_backward(x, kernel, dy, *plan)
   (kh, kw, cin, cout), (sh, sw), (b, h, w) = kernel.shape, strides, x.shape[:3]
   ph, qh = _tap_plan(h, out_size[0], kh, sh)
   pw, qw = _tap_plan(w, out_size[1], kw, sw)
@@ -258,25 +283,87 @@ def s2d_plan(x_shape, kernel_shape, strides, padding) -> tuple[int, list] | None
   return sh, pads
 
 
+WINOGRAD_MIN_CHANNELS = 16  # input channels from which `conv` takes the Winograd path
+
+
+def _space_to_depth(x: Array, kernel: Array, s: int, pads) -> tuple[Array, Array]:
+  """The padded input as s x s blocks [B, H/s, W/s, s*s*Cin] and the kernel as the
+  matching stride-1 kernel [k/s, k/s, s*s*Cin, Cout]: the stride-s conv is the plain
+  VALID correlation of the two."""
+  (k, _, cin, cout), b = kernel.shape, x.shape[0]
+  xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  hs, ws, t = xp.shape[1] // s, xp.shape[2] // s, k // s
+  blocks = xp.reshape(b, hs, s, ws, s, cin).transpose(0, 1, 3, 2, 4, 5).reshape(b, hs, ws, -1)
+  w = kernel.reshape(t, s, t, s, cin, cout).transpose(0, 2, 1, 3, 4, 5)
+  return blocks, w.reshape(t, t, s * s * cin, cout)
+
+
 def _s2d_matmul(x: Array, kernel: Array, s: int, pads) -> Array:
   """The stride-s convolution as space-to-depth(s) of the padded input, then the k/s x k/s
   windows of the blocks (plain slices, no stride) concatenated and one matmul: exact, no
   zero taps. Used for its gradients (autodiff), whose kernel gradient XLA:CPU's
   convolution takes a slow path for."""
-  (k, _, cin, cout), b = kernel.shape, x.shape[0]
-  xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-  hs, ws, t = xp.shape[1] // s, xp.shape[2] // s, k // s
-  blocks = xp.reshape(b, hs, s, ws, s, cin).transpose(0, 1, 3, 2, 4, 5).reshape(b, hs, ws, -1)
-  ho, wo = hs - t + 1, ws - t + 1
+  blocks, w = _space_to_depth(x, kernel, s, pads)
+  t, cout, b = w.shape[0], w.shape[-1], x.shape[0]
+  ho, wo = blocks.shape[1] - t + 1, blocks.shape[2] - t + 1
   cols = jnp.concatenate([blocks[:, a:a + ho, c:c + wo] for a in range(t) for c in range(t)], -1)
-  w = kernel.reshape(t, s, t, s, cin, cout).transpose(0, 2, 1, 3, 4, 5).reshape(-1, cout)
-  return (cols.reshape(-1, w.shape[0]) @ w).reshape(b, ho, wo, cout)
+  return (cols.reshape(-1, t * t * w.shape[2]) @ w.reshape(-1, cout)).reshape(b, ho, wo, cout)
+
+
+def winograd_applies(x_shape, kernel_shape, s: int, pads) -> bool:
+  """Whether `_s2d_winograd` computes this conv: kernel 2s (a 2x2 kernel after space to
+  depth), even output sizes and at least WINOGRAD_MIN_CHANNELS input channels."""
+  k, cin = kernel_shape[0], kernel_shape[2]
+  outs = [(n + lo + hi) // s - 1 for n, (lo, hi) in zip(x_shape[1:3], pads)]
+  return k == 2 * s and cin >= WINOGRAD_MIN_CHANNELS and all(o > 0 and o % 2 == 0 for o in outs)
+
+
+def _winograd_tiles(x: Array, axis: int, tiles: int) -> Array:
+  """F(2, 2)'s input transform along `axis`: tile i of x[2i : 2i + 3] -> the three points
+  (x0 - x1, x1, x2 - x1), stacked as a new axis after `axis`."""
+  window = lambda o: jax.lax.slice_in_dim(x, o, o + 2 * tiles - 1, 2, axis)  # noqa: E731
+  a, b, c = window(0), window(1), window(2)
+  return jnp.stack([a - b, b, c - b], axis + 1)
+
+
+def _winograd_kernel(w: Array, axis: int) -> Array:
+  """F(2, 2)'s kernel transform along `axis` (size 2): (g0, g0 + g1, g1)."""
+  g0, g1 = (jax.lax.index_in_dim(w, i, axis, keepdims=False) for i in range(2))
+  return jnp.stack([g0, g0 + g1, g1], axis)
+
+
+def _winograd_outputs(m: Array, axis: int) -> Array:
+  """F(2, 2)'s output transform along `axis` (size 3): (m0 + m1, m1 + m2)."""
+  m0, m1, m2 = (jax.lax.index_in_dim(m, i, axis, keepdims=False) for i in range(3))
+  return jnp.stack([m0 + m1, m1 + m2], axis)
+
+
+def _s2d_winograd(x: Array, kernel: Array, s: int, pads) -> Array:
+  """The stride-s convolution with a 2s kernel as the 2x2 VALID correlation of its
+  space-to-depth blocks, by Winograd's F(2x2, 2x2): per 2x2 output tile, 9 products of
+  transformed 3x3 input tiles and the transformed kernel instead of 16, so 9 batched
+  [tiles, s*s*Cin] x [s*s*Cin, Cout] matmuls with 9/16 of the direct FLOPs. Exact in real
+  arithmetic; the transforms only add and subtract (entries 0 and +-1), so its rounding
+  is that of a direct sum (tests/layers_test.py). See `winograd_applies`."""
+  blocks, w = _space_to_depth(x, kernel, s, pads)
+  (b, hs, ws, c), cout = blocks.shape, w.shape[-1]
+  th, tw = (hs - 1) // 2, (ws - 1) // 2
+  v = _winograd_tiles(_winograd_tiles(blocks, 1, th), 3, tw)  # [b, th, 3, tw, 3, c]
+  v = v.transpose(2, 4, 0, 1, 3, 5).reshape(9, b * th * tw, c)
+  u = _winograd_kernel(_winograd_kernel(w, 0), 1).reshape(9, c, cout)
+  m = jnp.einsum("prc,pcd->prd", v, u).reshape(3, 3, b, th, tw, cout)
+  y = _winograd_outputs(_winograd_outputs(m, 0), 1)  # [2, 2, b, th, tw, cout]
+  return y.transpose(2, 3, 0, 4, 1, 5).reshape(b, 2 * th, 2 * tw, cout)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv_s2d(x: Array, kernel: Array, s: int, pads) -> Array:
-  """A stride-s NHWC/HWIO convolution with explicit `pads`: XLA's own forward, the
-  gradients of `_s2d_matmul` (see `s2d_plan` for where it applies)."""
+  """A stride-s NHWC/HWIO convolution with explicit `pads` (see `s2d_plan` for where it
+  applies). Where `winograd_applies`, the forward pass and the kernel gradient are
+  `_s2d_winograd`'s and the input gradient `_s2d_matmul`'s; elsewhere XLA's own forward
+  and both gradients of `_s2d_matmul`."""
+  if winograd_applies(x.shape, kernel.shape, s, pads):
+    return _s2d_winograd(x, kernel, s, pads)
   return jax.lax.conv_general_dilated(x, kernel, (s, s), pads,
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
@@ -287,8 +374,11 @@ def _conv_s2d_fwd(x, kernel, s, pads):
 
 def _conv_s2d_bwd(s, pads, res, dy):
   x, kernel = res
-  _, pullback = jax.vjp(lambda x, k: _s2d_matmul(x, k, s, pads), x, kernel)
-  return pullback(dy)
+  if not winograd_applies(x.shape, kernel.shape, s, pads):
+    return jax.vjp(lambda x, k: _s2d_matmul(x, k, s, pads), x, kernel)[1](dy)
+  dx, = jax.vjp(lambda x: _s2d_matmul(x, kernel, s, pads), x)[1](dy)
+  dkernel, = jax.vjp(lambda k: _s2d_winograd(x, k, s, pads), kernel)[1](dy)
+  return dx, dkernel
 
 
 conv_s2d.defvjp(_conv_s2d_fwd, _conv_s2d_bwd)
