@@ -45,6 +45,7 @@ from ml_collections import config_flags
 
 from jaxgan import config as config_lib
 from jaxgan import families
+from jaxgan import hostmem
 from jaxgan import sharding
 from jaxgan.kernels import cpu as cpu_kernels
 from jaxgan.training import state as state_lib
@@ -155,6 +156,7 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
   compiled = step_lib.make_train_step(config, mesh, gan=gan).lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
   flops = step_flops(config, mesh, gan, state, batch)
+  hostmem.release_free()  # state creation's and the compiler's temporaries, as jaxgan.main
 
   data = None
   if with_pipeline:

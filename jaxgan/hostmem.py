@@ -17,6 +17,12 @@ two or three temporaries where they landed apart, so the resident peak is higher
 twice glibc's defaults for dcgan128). What each setting measured, on which machine:
 docs/performance.md.
 
+`release_free()` hands the heap's free pages back to the system (glibc's `malloc_trim`).
+The entry points call it after the state is created and after each compilation, whose
+temporaries (eager init ops, XLA's compiler) otherwise stay resident under either setting
+and, with freed memory kept, leave holes that the step's temporaries do not fit: with it,
+dcgan128's peak stays flat at the first step's (docs/performance.md).
+
 It must run before JAX creates its CPU client's threads (the first computation or
 `jax.devices()` call): threads that already have their own arena keep it. The entry points
 (`jaxgan.main`, `jaxgan.benchmark`) call `configure()` before importing JAX; in a notebook,
@@ -85,6 +91,25 @@ def keep_freed_memory() -> str:
     return f"system allocator (mallopt refused: {ok})"
   return (f"glibc malloc keeps freed memory (one arena, no mmap, no trim; "
           f"{ENV_VAR}=system turns it off)")
+
+
+def _resident_mib() -> float | None:
+  try:
+    with open("/proc/self/statm") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+  except (OSError, ValueError, IndexError):
+    return None
+
+
+def release_free() -> float | None:
+  """Returns the heap's free pages to the system (glibc `malloc_trim(0)`); the MiB of
+  resident memory it released, or None where it cannot (not glibc, or no /proc)."""
+  if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    return None
+  before = _resident_mib()
+  ctypes.CDLL("libc.so.6").malloc_trim(0)
+  after = _resident_mib()
+  return None if before is None or after is None else max(0.0, before - after)
 
 
 def configure(mode: str | None = None) -> str:

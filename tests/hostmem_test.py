@@ -68,3 +68,27 @@ def test_auto_leaves_accelerator_runs_alone():
 def test_unknown_mode_is_a_clear_error():
   with pytest.raises(ValueError, match=r"JAXGAN_MALLOC='fast': expected one of auto, keep, system"):
     hostmem.configure("fast")
+
+
+# Fills the kept heap with 256 MiB of touched 1 MiB blocks, frees all but the last (so the
+# free memory is not only at the top), then releases: prints the MiB released and the
+# resident memory before and after.
+_RELEASE = """
+from jaxgan import hostmem
+print(hostmem.configure("keep"))
+import numpy as np
+blocks = [np.ones(2**18, np.float32) for _ in range(257)]
+del blocks[:-1]
+before = hostmem._resident_mib()
+released = hostmem.release_free()
+print(released, before, hostmem._resident_mib())
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's malloc_trim only")
+def test_release_free_hands_freed_heap_memory_back():
+  line, numbers = _run(_RELEASE)
+  assert "keeps freed memory" in line
+  released, before, after = map(float, numbers.split())
+  assert released > 200, numbers  # of the 256 MiB freed
+  assert after < before - 200, numbers

@@ -43,6 +43,7 @@ from jaxgan import config as config_lib
 from jaxgan import distributed
 from jaxgan import errors
 from jaxgan import families
+from jaxgan import hostmem
 from jaxgan import images as images_lib
 from jaxgan import input_pipeline
 from jaxgan import jsonl_writer
@@ -364,6 +365,7 @@ def _compile_step(config, gan, mesh, state, stage: families.Stage):
   compiled = step_lib.make_train_step(config, mesh, gan=gan).lower(
       state, batch_shapes(config, gan, mesh, stage)).compile()
   logging.info("Compiled %s in %.1f s.", what, time.perf_counter() - t)
+  hostmem.release_free()  # the compiler's temporaries (jaxgan/hostmem.py)
   return compiled
 
 
@@ -496,6 +498,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                           for i, s in enumerate(stages)))
   with _workdir_lock(wd, lead), _StopSignal() as stop:
     state = init_state(config, gan, mesh)
+    hostmem.release_free()
     manager = checkpointing.create_manager(wd.checkpoints, max_to_keep=config.max_to_keep)
     try:
       state, data_step = _restore_or_init(config, wd, manager, state, lead)
