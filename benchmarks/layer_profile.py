@@ -12,7 +12,9 @@ the kernel only); XLA removes what each does not need. Every formulation is firs
 against the reference in value and both gradients.
 
 Transposed-conv formulations (kernel [kh, kw, cin, cout], as jaxgan's ConvTranspose):
-  col2im    jaxgan.kernels.cpu.conv_transpose_col2im (jaxgan's CPU path, unsliced)
+  col2im    jaxgan.kernels.cpu.conv_transpose_col2im (jaxgan's CPU path, unsliced): where
+            Winograd applies, both gradients by the Winograd conv of its adjoint
+  col2im_direct  the same forward with the direct col2im backward (two matmuls over all taps)
   lax       jaxgan.nn.layers.conv_transpose_lax (the reference), autodiff
   sub4mm    sub-pixel, exact: each of the 4 output phases is a 2x2 stride-1 conv of the input,
             as one [B*H*W, 4*Cin] x [4*Cin, Cout] im2col matmul per phase; autodiff
@@ -20,14 +22,16 @@ Transposed-conv formulations (kernel [kh, kw, cin, cout], as jaxgan's ConvTransp
             the 3x3 neighbourhood (2.25x the FLOPs); autodiff
   sub9conv  the same 3x3 zero-padded kernel as one stride-1 lax conv, then depth-to-space
 Conv formulations:
-  lax       lax.conv_general_dilated(padding='SAME') as flax nn.Conv runs it (XLA's; jaxgan's
-            CPU path `kernels.cpu.conv` keeps this forward and takes s2d_mm's gradients)
+  lax       lax.conv_general_dilated(padding='SAME') as flax nn.Conv runs it (XLA's)
   im2col    16 strided slices of the padded input -> [B*Ho*Wo, 16*Cin] x [16*Cin, Cout]; autodiff
   s2d_conv  space-to-depth(2) of the padded input, then a k2 s1 VALID lax conv (4*Cin channels)
   s2d_mm    space-to-depth(2), then 4 plain (unstrided) slices -> the same single matmul
             (`jaxgan.kernels.cpu._s2d_matmul`, whose gradients `kernels.cpu.conv` uses)
   mix       custom VJP: forward and dw by the s2d im2col matmul, dx = the transposed conv of dy
             by jaxgan's col2im (one matmul + col2im)
+  winograd  space-to-depth(2), then Winograd's F(2x2, 2x2) (`jaxgan.kernels.cpu._s2d_winograd`:
+            9 batched matmuls, 9/16 of the FLOPs); autodiff
+  jaxgan    `jaxgan.kernels.cpu.conv`, jaxgan's CPU path: winograd's forward and dw, s2d_mm's dx
 
 With --torch_python, benchmarks/layer_profile_torch.py runs as a server process and the same
 layer pass in PyTorch (F.conv2d / F.conv_transpose2d, NCHW, 2 threads) is timed in the same
@@ -84,7 +88,7 @@ LAYERS = {
 MODELS = {"32": ["T1", "T2", "T3", "C1", "C2", "C3"],
           "64": ["T1", "T2", "T4", "T5", "C4", "C5", "C2", "C3"]}
 FIRST_D = {"32": "C1", "64": "C4"}
-CURRENT = {"tconv": "col2im", "conv": "lax"}
+CURRENT = {"tconv": "col2im", "conv": "jaxgan"}
 PASSES = ("fwd", "dx", "dw")
 
 
@@ -239,11 +243,42 @@ def _mix_bwd(res, dy):
 
 conv_mix.defvjp(_mix_fwd, _mix_bwd)
 
+def conv_winograd(x, w):
+  return cpu._s2d_winograd(x, w, 2, ((1, 1), (1, 1)))  # pylint: disable=protected-access
+
+
+def conv_jaxgan(x, w):
+  return cpu.conv(x, w, (2, 2), "SAME", dimension_numbers=jax.lax.conv_dimension_numbers(
+      x.shape, w.shape, _DN))
+
+
+@jax.custom_vjp
+def tconv_col2im_direct(x, w):
+  return tconv_col2im(x, w)
+
+
+def _direct_fwd(x, w):
+  return tconv_col2im(x, w), (x, w)
+
+
+def _direct_bwd(res, dy):
+  x, w = res
+  adjoint = cpu._winograd_adjoint  # pylint: disable=protected-access
+  cpu._winograd_adjoint = lambda *args: None  # the direct col2im backward, at trace time
+  try:
+    return cpu._backward(x, w, dy, (2, 2), (2 * x.shape[1], 2 * x.shape[2]))  # pylint: disable=protected-access
+  finally:
+    cpu._winograd_adjoint = adjoint
+
+
+tconv_col2im_direct.defvjp(_direct_fwd, _direct_bwd)
+
 IMPLS = {
-    "tconv": {"col2im": tconv_col2im, "lax": tconv_lax, "sub4mm": tconv_sub4mm,
-              "sub9mm": tconv_sub9mm, "sub9conv": tconv_sub9conv},
-    "conv": {"lax": conv_lax, "im2col": conv_im2col, "s2d_conv": conv_s2d_conv,
-             "s2d_mm": conv_s2d_mm, "mix": conv_mix},
+    "tconv": {"col2im": tconv_col2im, "col2im_direct": tconv_col2im_direct, "lax": tconv_lax,
+              "sub4mm": tconv_sub4mm, "sub9mm": tconv_sub9mm, "sub9conv": tconv_sub9conv},
+    "conv": {"jaxgan": conv_jaxgan, "lax": conv_lax, "im2col": conv_im2col,
+             "s2d_conv": conv_s2d_conv, "s2d_mm": conv_s2d_mm, "mix": conv_mix,
+             "winograd": conv_winograd},
 }
 REFERENCE = {"tconv": "lax", "conv": "lax"}
 

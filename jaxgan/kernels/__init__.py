@@ -32,7 +32,7 @@ def select(impl: str = "auto", backend: str | None = None) -> Kernels:
   """The kernels for `impl` ('auto', 'col2im' or 'lax') on `backend` (default: JAX's).
 
   'auto' is 'col2im' on CPU and 'lax' elsewhere; 'col2im' brings the CPU bias gradient and
-  the strided convolution with space-to-depth gradients (`cpu.conv`) too.
+  the strided convolution with space-to-depth and Winograd formulations (`cpu.conv`) too.
   """
   from jaxgan.kernels import cpu  # pylint: disable=g-import-not-at-top
   from jaxgan.nn import layers  # pylint: disable=g-import-not-at-top

@@ -1,4 +1,5 @@
-"""XLA:CPU formulations of three layers, each computing exactly what the plain layer does.
+"""XLA:CPU formulations of three layers, each computing what the plain layer does, exactly in
+real arithmetic (in float32 to rounding: tests/layers_test.py).
 
 `conv_transpose_col2im`: the transposed convolution of `jaxgan.nn.layers.conv_transpose_lax`
 as one matmul over all kernel taps plus a col2im, with a hand-written backward pass of two
@@ -14,6 +15,13 @@ tap tensor within TAP_BUDGET: the tensor is kh*kw/(sh*sw) times the layer's outp
 `conv`: `lax.conv_general_dilated` for `flax.linen.Conv`, whose two gradients, for a
 stride-s convolution with a kernel that s divides, come from an exact space-to-depth
 matmul instead of XLA:CPU's convolution gradients (the forward stays XLA's).
+
+Winograd's F(2x2, 2x2) (`_s2d_winograd`), for kernels of 2s (Radford's 4x4 at stride 2):
+after space to depth such a conv has a 2x2 kernel, and F(2x2, 2x2) computes each 2x2
+output tile with 9 products instead of 16. Where `winograd_applies` (even output sizes,
+at least WINOGRAD_MIN_CHANNELS input channels), `conv` takes its forward pass and kernel
+gradient from it, and the transposed conv takes both gradients from the Winograd conv of
+its adjoint (`_winograd_adjoint`); its forward stays the col2im.
 
 `add_bias`: y + bias whose bias gradient is a matmul with a ones vector.
 
