@@ -114,9 +114,10 @@ def test_dense_equals_flax_dense_in_value_and_gradient(use_bias, impl):
 
 # (h, w, kernel, stride, padding, input channels, path): Radford's k4 s2 on even and odd
 # sizes, k6 s3, k2 s2 VALID, k4 s4, non-square; 's2d': XLA's forward, space-to-depth
-# gradients; 'winograd' (kernel 2s, even output sizes, >= 16 input channels): Winograd's
-# forward and kernel gradient, space-to-depth input gradient; 'lax': k5 s2, stride 1 and
-# uneven padded sizes fall back to XLA's convolution.
+# gradients; 'winograd' (kernel over s and at most 3s taps, even output sizes, >= 16 input
+# channels; k4 and k6 at stride 2, k5 padded to 6, k6 at stride 3): Winograd's forward and
+# kernel gradient; 'lax': stride 1, uneven padded sizes and odd kernels elsewhere fall back
+# to XLA's convolution.
 CONV_CASES = [(16, 16, 4, 2, "SAME", 5, "s2d"), (8, 6, 4, 2, "SAME", 5, "s2d"),
               (9, 9, 4, 2, "SAME", 5, "s2d"), (12, 12, 6, 3, "SAME", 5, "s2d"),
               (8, 8, 2, 2, "VALID", 5, "s2d"), (16, 16, 4, 4, "SAME", 5, "s2d"),
@@ -124,8 +125,11 @@ CONV_CASES = [(16, 16, 4, 2, "SAME", 5, "s2d"), (8, 6, 4, 2, "SAME", 5, "s2d"),
               (7, 7, 4, 2, ((1, 1), (1, 1)), 5, "lax"),
               (16, 16, 4, 2, "SAME", 16, "winograd"), (8, 12, 4, 2, "SAME", 24, "winograd"),
               (12, 12, 6, 3, "SAME", 16, "winograd"), (10, 10, 4, 2, ((1, 3), (3, 1)), 16, "winograd"),
+              (16, 16, 5, 2, "SAME", 16, "winograd"), (12, 8, 5, 2, "SAME", 16, "winograd"),
+              (8, 8, 6, 2, "SAME", 16, "winograd"), (11, 11, 5, 2, ((2, 2), (2, 2)), 16, "winograd"),
               (8, 6, 4, 2, "SAME", 16, "s2d"), (9, 9, 4, 2, "SAME", 16, "s2d"),
-              (16, 16, 4, 4, "SAME", 16, "s2d")]
+              (16, 16, 4, 4, "SAME", 16, "s2d"), (10, 10, 5, 2, "SAME", 16, "lax"),
+              (16, 16, 7, 2, "SAME", 16, "lax")]
 
 
 def _dot_multiplies(jaxpr) -> int:
@@ -149,9 +153,7 @@ def test_strided_conv_equals_lax_in_value_and_both_gradients(h, w, k, s, padding
   x = jax.random.normal(jax.random.key(0), (3, h, w, cin))
   kernel = jax.random.normal(jax.random.key(1), (k, k, cin, 7))
   dn = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, DN)
-  plan = cpu.s2d_plan(x.shape, kernel.shape, (s, s), padding)
-  assert (plan is not None) == (path != "lax")
-  assert (plan is not None and cpu.winograd_applies(x.shape, kernel.shape, *plan)) == (path == "winograd")
+  assert cpu.conv_path(x.shape, kernel.shape, (s, s), padding) == path
   ref = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
       x, k, (s, s), padding, dimension_numbers=DN)
   got = lambda x, k: cpu.conv(x, k, (s, s), padding, dimension_numbers=dn)  # noqa: E731
@@ -163,10 +165,11 @@ def test_strided_conv_equals_lax_in_value_and_both_gradients(h, w, k, s, padding
   # s2d: the backward pass has no convolution left (the forward's only); Winograd: none.
   convs = str(jax.make_jaxpr(grad(got))(x, kernel)).count("conv_general_dilated")
   assert convs == {"lax": convs if convs > 1 else -1, "s2d": 1, "winograd": 0}[path], convs
-  if path == "winograd":  # 9 multiplies per 2x2 output tile and input channel, not 16
-    out = ref(x, kernel).shape
-    direct = int(np.prod(out)) * k * k * cin
-    assert _dot_multiplies(jax.make_jaxpr(got)(x, kernel).jaxpr) * 16 == direct * 9
+  if path == "winograd":  # (t+1)^2 products per 2x2 tile of the t x t kernel after s2d
+    t = -(-k // s)
+    multiplies = int(np.prod(ref(x, kernel).shape)) * (t + 1) ** 2 * s * s * cin // 4
+    assert _dot_multiplies(jax.make_jaxpr(got)(x, kernel).jaxpr) == multiplies
+    assert multiplies < int(np.prod(ref(x, kernel).shape)) * k * k * cin  # fewer than direct
 
 
 def test_winograd_conv_second_order_gradient_equals_lax():
@@ -174,7 +177,7 @@ def test_winograd_conv_second_order_gradient_equals_lax():
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
   kernel = 0.1 * jax.random.normal(jax.random.key(1), (4, 4, 16, 6))  # tanh not saturated
   dn = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, DN)
-  assert cpu.winograd_applies(x.shape, kernel.shape, 2, [(1, 1), (1, 1)])
+  assert cpu.conv_path(x.shape, kernel.shape, (2, 2), "SAME") == "winograd"
 
   def penalty(conv):
     d = lambda x, k: jnp.sum(jnp.tanh(conv(x, k, (2, 2), "SAME", dimension_numbers=dn)))  # noqa: E731
@@ -185,17 +188,19 @@ def test_winograd_conv_second_order_gradient_equals_lax():
     np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-3)
 
 
-# Transposed convs whose gradients come from the Winograd adjoint (k = 2s, even input
-# sizes, >= 16 output channels): square, non-square, stride 3; and one that does not.
-WINOGRAD_TCONV = [(4, 4, 16, 2, True), (4, 6, 16, 2, True), (2, 4, 18, 3, True),
-                  (5, 4, 16, 2, False)]
+# Transposed convs whose gradients come from the Winograd adjoint (even input sizes, >= 16
+# output channels; k4 and k5 at stride 2, k6 at stride 3): square and non-square; and two
+# that do not (an odd size, 8 output channels).
+WINOGRAD_TCONV = [(4, 4, 4, 16, 2, True), (4, 6, 4, 16, 2, True), (2, 4, 6, 18, 3, True),
+                  (4, 4, 5, 16, 2, True), (4, 6, 5, 16, 2, True), (5, 4, 4, 16, 2, False),
+                  (4, 4, 5, 8, 2, False)]
 
 
 @pytest.mark.parametrize("chunks", [1, 2])
-@pytest.mark.parametrize("in_h,in_w,cout,s,winograd", WINOGRAD_TCONV)
-def test_transposed_conv_winograd_gradients_equal_lax(in_h, in_w, cout, s, winograd, chunks):
+@pytest.mark.parametrize("in_h,in_w,k,cout,s,winograd", WINOGRAD_TCONV)
+def test_transposed_conv_winograd_gradients_equal_lax(in_h, in_w, k, cout, s, winograd, chunks):
   out = (in_h * s, in_w * s)
-  x, w = _inputs(in_h, in_w, 2 * s, cin=6, cout=cout, batch=4)
+  x, w = _inputs(in_h, in_w, k, cin=6, cout=cout, batch=4)
   assert (cpu._winograd_adjoint(x.shape, w.shape, (s, s), out) is not None) == winograd
   col2im = lambda x, w: cpu.conv_transpose_col2im(x, w, (s, s), out, chunks)  # noqa: E731
   ref = lambda x, w: layers.conv_transpose_lax(x, w, (s, s), out)  # noqa: E731

@@ -18,7 +18,7 @@ matmul instead of XLA:CPU's convolution gradients (the forward stays XLA's).
 
 Winograd's F(2x2, 2x2) (`_s2d_winograd`), for kernels of 2s (Radford's 4x4 at stride 2):
 after space to depth such a conv has a 2x2 kernel, and F(2x2, 2x2) computes each 2x2
-output tile with 9 products instead of 16. Where `winograd_applies` (even output sizes,
+output tile with 9 products instead of 16. Where `winograd_plan` applies (even output sizes,
 at least WINOGRAD_MIN_CHANNELS input channels), `conv` takes its forward pass and kernel
 gradient from it, and the transposed conv takes both gradients from the Winograd conv of
 its adjoint (`_winograd_adjoint`); its forward stays the col2im.
@@ -189,13 +189,10 @@ def _col2im_bwd(strides, out_size, chunks, res, dy):
 def _winograd_adjoint(x_shape, kernel_shape, strides, out_size):
   """(s, pads) where the transposed conv's gradients come from `_s2d_winograd`: it is the
   adjoint of the SAME stride-s conv from `out_size` to the input's size, with the kernel
-  flipped and its channel axes swapped, and `winograd_applies` to that conv; else None."""
+  flipped and its channel axes swapped, where `winograd_plan` applies to that conv; else
+  None."""
   kh, kw, cin, cout = kernel_shape
-  adj = (kh, kw, cout, cin)
-  plan = s2d_plan((x_shape[0], *out_size, cout), adj, strides, "SAME")
-  if plan is None or not winograd_applies((x_shape[0], *out_size, cout), adj, *plan):
-    return None
-  return plan
+  return winograd_plan((x_shape[0], *out_size, cout), (kh, kw, cout, cin), strides, "SAME")
 
 
 def _winograd_backward(x, kernel, dy, s, pads):
@@ -271,6 +268,22 @@ def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
   return total // 2, total - total // 2
 
 
+WINOGRAD_MIN_CHANNELS = 16  # input channels from which `conv` takes the Winograd path
+
+
+def _explicit_pads(x_shape, k: int, s: int, padding) -> list | None:
+  """`padding` ('SAME', 'VALID' or explicit pairs) as explicit non-negative (low, high)
+  pads per spatial axis; None for anything else."""
+  if isinstance(padding, str):
+    if padding.upper() == "SAME":
+      return [_same_pads(n, k, s) for n in x_shape[1:3]]
+    if padding.upper() == "VALID":
+      return [(0, 0), (0, 0)]
+    return None
+  pads = [tuple(int(p) for p in pad) for pad in padding]
+  return None if any(lo < 0 or hi < 0 for lo, hi in pads) else pads
+
+
 def s2d_plan(x_shape, kernel_shape, strides, padding) -> tuple[int, list] | None:
   """(stride, explicit pads) where `conv` takes its space-to-depth gradients: a 2-D
   NHWC/HWIO conv with equal strides s > 1, a square kernel k that s divides, and padded
@@ -278,20 +291,18 @@ def s2d_plan(x_shape, kernel_shape, strides, padding) -> tuple[int, list] | None
   (kh, kw), (sh, sw) = kernel_shape[:2], tuple(strides)
   if len(x_shape) != 4 or kh != kw or sh != sw or sh < 2 or kh % sh:
     return None
-  if isinstance(padding, str):
-    if padding.upper() == "SAME":
-      padding = [_same_pads(n, kh, sh) for n in x_shape[1:3]]
-    elif padding.upper() == "VALID":
-      padding = [(0, 0), (0, 0)]
-    else:
-      return None
-  pads = [tuple(int(p) for p in pad) for pad in padding]
-  if any(lo < 0 or hi < 0 or (n + lo + hi) % sh for n, (lo, hi) in zip(x_shape[1:3], pads)):
+  pads = _explicit_pads(x_shape, kh, sh, padding)
+  if pads is None or any((n + lo + hi) % sh for n, (lo, hi) in zip(x_shape[1:3], pads)):
     return None
   return sh, pads
 
 
-WINOGRAD_MIN_CHANNELS = 16  # input channels from which `conv` takes the Winograd path
+def conv_path(x_shape, kernel_shape, strides, padding) -> str:
+  """Which formulation `conv` takes for a plain NHWC/HWIO conv: 'winograd'
+  (`winograd_plan`), 's2d' (`s2d_plan`) or 'lax' (XLA's convolution)."""
+  if winograd_plan(x_shape, kernel_shape, strides, padding) is not None:
+    return "winograd"
+  return "s2d" if s2d_plan(x_shape, kernel_shape, strides, padding) is not None else "lax"
 
 
 def _space_to_depth(x: Array, kernel: Array, s: int, pads) -> tuple[Array, Array]:
@@ -318,60 +329,123 @@ def _s2d_matmul(x: Array, kernel: Array, s: int, pads) -> Array:
   return (cols.reshape(-1, t * t * w.shape[2]) @ w.reshape(-1, cout)).reshape(b, ho, wo, cout)
 
 
-def winograd_applies(x_shape, kernel_shape, s: int, pads) -> bool:
-  """Whether `_s2d_winograd` computes this conv: kernel 2s (a 2x2 kernel after space to
-  depth), even output sizes and at least WINOGRAD_MIN_CHANNELS input channels."""
-  k, cin = kernel_shape[0], kernel_shape[2]
-  outs = [(n + lo + hi) // s - 1 for n, (lo, hi) in zip(x_shape[1:3], pads)]
-  return k == 2 * s and cin >= WINOGRAD_MIN_CHANNELS and all(o > 0 and o % 2 == 0 for o in outs)
+def winograd_plan(x_shape, kernel_shape, strides, padding) -> tuple[int, tuple] | None:
+  """(stride, explicit pads) where `_s2d_winograd` computes the conv; None elsewhere.
+
+  It applies to a 2-D NHWC/HWIO conv with equal strides s > 1 and a square kernel k of
+  more than s taps and at most 3s: the kernel, zero-padded at its end to t*s taps (t = 2
+  or 3; 4 -> 4 and 5 -> 6 at stride 2), is a t x t kernel after space to depth. The output
+  sizes must be even (2x2 tiles) and the input have at least WINOGRAD_MIN_CHANNELS channels.
+  The pads returned include the kernel's padding (one more high pad per added tap)."""
+  (kh, kw), (sh, sw) = kernel_shape[:2], tuple(strides)
+  if len(x_shape) != 4 or kh != kw or sh != sw or sh < 2 or not sh < kh <= 3 * sh:
+    return None
+  if kernel_shape[2] < WINOGRAD_MIN_CHANNELS:
+    return None
+  pads = _explicit_pads(x_shape, kh, sh, padding)
+  if pads is None:
+    return None
+  extra = -(-kh // sh) * sh - kh
+  pads = tuple((lo, hi + extra) for lo, hi in pads)
+  for n, (lo, hi) in zip(x_shape[1:3], pads):
+    size = n + lo + hi
+    out = size // sh - (kh + extra) // sh + 1
+    if size % sh or out <= 0 or out % 2:
+      return None
+  return sh, pads
 
 
-def _winograd_tiles(x: Array, axis: int, tiles: int) -> Array:
-  """F(2, 2)'s input transform along `axis`: tile i of x[2i : 2i + 3] -> the three points
-  (x0 - x1, x1, x2 - x1), stacked as a new axis after `axis`."""
-  window = lambda o: jax.lax.slice_in_dim(x, o, o + 2 * tiles - 1, 2, axis)  # noqa: E731
-  a, b, c = window(0), window(1), window(2)
-  return jnp.stack([a - b, b, c - b], axis + 1)
+# Winograd's F(2, t) for t = 2 and 3 taps (Lavin & Gray 2016; points 0, 1, ∞ and 0, 1, -1,
+# ∞): y = A^T [(G g) * (B^T d)] is the correlation y_i = sum_k d_{i+k} g_k of 2 outputs.
+_WINOGRAD = {
+    2: {"BT": ((1, -1, 0), (0, 1, 0), (0, -1, 1)),
+        "G": ((1, 0), (1, 1), (0, 1)),
+        "AT": ((1, 1, 0), (0, 1, 1))},
+    3: {"BT": ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
+        "G": ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1)),
+        "AT": ((1, 1, 1, 0), (0, 1, -1, -1))},
+}
 
 
-def _winograd_kernel(w: Array, axis: int) -> Array:
-  """F(2, 2)'s kernel transform along `axis` (size 2): (g0, g0 + g1, g1)."""
-  g0, g1 = (jax.lax.index_in_dim(w, i, axis, keepdims=False) for i in range(2))
-  return jnp.stack([g0, g0 + g1, g1], axis)
+def _combine(parts: list[Array], coeffs) -> Array:
+  """sum_j coeffs[j] * parts[j], skipping zeros and multiplying only by coefficients != +-1."""
+  out = None
+  for part, c in zip(parts, coeffs):
+    if c == 0:
+      continue
+    term = part if abs(c) == 1 else part * abs(c)
+    if out is None:
+      out = term if c > 0 else -term
+    else:
+      out = out + term if c > 0 else out - term
+  return out
 
 
-def _winograd_outputs(m: Array, axis: int) -> Array:
-  """F(2, 2)'s output transform along `axis` (size 3): (m0 + m1, m1 + m2)."""
-  m0, m1, m2 = (jax.lax.index_in_dim(m, i, axis, keepdims=False) for i in range(3))
-  return jnp.stack([m0 + m1, m1 + m2], axis)
+def _winograd_transform(x: Array, axis: int, matrix, windows: int | None = None) -> Array:
+  """Applies `matrix` [p, n] along `axis`: with `windows`, to the n strided windows
+  x[j + 2i] (i < windows) of each tile (the input transform); without, to the axis itself
+  (size n: the kernel and output transforms). The p results are a new axis after `axis`."""
+  n = len(matrix[0])
+  if windows is None:
+    parts = [jax.lax.index_in_dim(x, j, axis, keepdims=False) for j in range(n)]
+  else:
+    parts = [jax.lax.slice_in_dim(x, j, j + 2 * windows - 1, 2, axis) for j in range(n)]
+  return jnp.stack([_combine(parts, row) for row in matrix], axis + (windows is not None))
 
 
 def _s2d_winograd(x: Array, kernel: Array, s: int, pads) -> Array:
-  """The stride-s convolution with a 2s kernel as the 2x2 VALID correlation of its
-  space-to-depth blocks, by Winograd's F(2x2, 2x2): per 2x2 output tile, 9 products of
-  transformed 3x3 input tiles and the transformed kernel instead of 16, so 9 batched
-  [tiles, s*s*Cin] x [s*s*Cin, Cout] matmuls with 9/16 of the direct FLOPs. Exact in real
-  arithmetic; the transforms only add and subtract (entries 0 and +-1), so its rounding
-  is that of a direct sum (tests/layers_test.py). See `winograd_applies`."""
+  """The stride-s convolution (pads from `winograd_plan`) as the t x t VALID correlation of
+  the space-to-depth blocks with the kernel zero-padded to t*s taps, by Winograd's
+  F(2x2, txt): per 2x2 output tile, (t+1)^2 products of transformed input tiles and the
+  transformed kernel instead of 4t^2, as (t+1)^2 batched [tiles, s*s*Cin] x [s*s*Cin, Cout]
+  matmuls: 9/16 of the direct FLOPs for a 4x4 kernel at stride 2, 16/25 for a 5x5 one.
+  Exact in real arithmetic; the transforms' entries are 0, +-1 and +-1/2, so its rounding is
+  close to a direct sum's (tests/layers_test.py)."""
+  k, s_taps = kernel.shape[0], -(-kernel.shape[0] // s) * s
+  kernel = jnp.pad(kernel, ((0, s_taps - k), (0, s_taps - k), (0, 0), (0, 0)))
   blocks, w = _space_to_depth(x, kernel, s, pads)
-  (b, hs, ws, c), cout = blocks.shape, w.shape[-1]
-  th, tw = (hs - 1) // 2, (ws - 1) // 2
-  v = _winograd_tiles(_winograd_tiles(blocks, 1, th), 3, tw)  # [b, th, 3, tw, 3, c]
-  v = v.transpose(2, 4, 0, 1, 3, 5).reshape(9, b * th * tw, c)
-  u = _winograd_kernel(_winograd_kernel(w, 0), 1).reshape(9, c, cout)
-  m = jnp.einsum("prc,pcd->prd", v, u).reshape(3, 3, b, th, tw, cout)
-  y = _winograd_outputs(_winograd_outputs(m, 0), 1)  # [2, 2, b, th, tw, cout]
+  (b, hs, ws, c), t, cout = blocks.shape, w.shape[0], w.shape[-1]
+  f, p = _WINOGRAD[t], (t + 1) ** 2
+  th, tw = (hs - t + 1) // 2, (ws - t + 1) // 2
+  v = _winograd_transform(blocks, 1, f["BT"], th)  # [b, th, t+1, ws, c]
+  v = _winograd_transform(v, 3, f["BT"], tw)  # [b, th, t+1, tw, t+1, c]
+  v = v.transpose(2, 4, 0, 1, 3, 5).reshape(p, b * th * tw, c)
+  u = _winograd_transform(_winograd_transform(w, 0, f["G"]), 1, f["G"]).reshape(p, c, cout)
+  m = jnp.einsum("prc,pcd->prd", v, u).reshape(t + 1, t + 1, b, th, tw, cout)
+  y = _winograd_transform(_winograd_transform(m, 0, f["AT"]), 1, f["AT"])  # [2, 2, b, th, tw, cout]
   return y.transpose(2, 3, 0, 4, 1, 5).reshape(b, 2 * th, 2 * tw, cout)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_winograd(x: Array, kernel: Array, s: int, pads) -> Array:
+  """A stride-s NHWC/HWIO convolution where `winograd_plan` gives (s, pads): the forward
+  pass and the kernel gradient are `_s2d_winograd`'s; the input gradient is the
+  space-to-depth matmul's where s divides the kernel (measured level or faster), else
+  Winograd's too."""
+  return _s2d_winograd(x, kernel, s, pads)
+
+
+def _conv_winograd_fwd(x, kernel, s, pads):
+  return _s2d_winograd(x, kernel, s, pads), (x, kernel)
+
+
+def _conv_winograd_bwd(s, pads, res, dy):
+  x, kernel = res
+  dkernel, = jax.vjp(lambda k: _s2d_winograd(x, k, s, pads), kernel)[1](dy)
+  if kernel.shape[0] % s:
+    dx, = jax.vjp(lambda x: _s2d_winograd(x, kernel, s, pads), x)[1](dy)
+  else:
+    dx, = jax.vjp(lambda x: _s2d_matmul(x, kernel, s, pads), x)[1](dy)
+  return dx, dkernel
+
+
+conv_winograd.defvjp(_conv_winograd_fwd, _conv_winograd_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv_s2d(x: Array, kernel: Array, s: int, pads) -> Array:
   """A stride-s NHWC/HWIO convolution with explicit `pads` (see `s2d_plan` for where it
-  applies). Where `winograd_applies`, the forward pass and the kernel gradient are
-  `_s2d_winograd`'s and the input gradient `_s2d_matmul`'s; elsewhere XLA's own forward
-  and both gradients of `_s2d_matmul`."""
-  if winograd_applies(x.shape, kernel.shape, s, pads):
-    return _s2d_winograd(x, kernel, s, pads)
+  applies): XLA's own forward, both gradients of `_s2d_matmul`."""
   return jax.lax.conv_general_dilated(x, kernel, (s, s), pads,
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
@@ -382,11 +456,7 @@ def _conv_s2d_fwd(x, kernel, s, pads):
 
 def _conv_s2d_bwd(s, pads, res, dy):
   x, kernel = res
-  if not winograd_applies(x.shape, kernel.shape, s, pads):
-    return jax.vjp(lambda x, k: _s2d_matmul(x, k, s, pads), x, kernel)[1](dy)
-  dx, = jax.vjp(lambda x: _s2d_matmul(x, kernel, s, pads), x)[1](dy)
-  dkernel, = jax.vjp(lambda k: _s2d_winograd(x, k, s, pads), kernel)[1](dy)
-  return dx, dkernel
+  return jax.vjp(lambda x, k: _s2d_matmul(x, k, s, pads), x, kernel)[1](dy)
 
 
 conv_s2d.defvjp(_conv_s2d_fwd, _conv_s2d_bwd)
@@ -407,5 +477,8 @@ def conv(lhs: Array, rhs: Array, window_strides, padding, lhs_dilation=None,
   if (dilated or feature_group_count != 1 or precision is not None
       or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != nhwc):
     return plain()
+  plan = winograd_plan(lhs.shape, rhs.shape, window_strides, padding)
+  if plan is not None:
+    return conv_winograd(lhs, rhs, plan[0], tuple(plan[1]))
   plan = s2d_plan(lhs.shape, rhs.shape, window_strides, padding)
   return plain() if plan is None else conv_s2d(lhs, rhs, plan[0], tuple(plan[1]))
