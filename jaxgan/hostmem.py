@@ -19,9 +19,8 @@ docs/performance.md.
 
 `release_free()` hands the heap's free pages back to the system (glibc's `malloc_trim`).
 The entry points call it after the state is created and after each compilation, whose
-temporaries (eager init ops, XLA's compiler) otherwise stay resident under either setting
-and, with freed memory kept, leave holes that the step's temporaries do not fit: with it,
-dcgan128's peak stays flat at the first step's (docs/performance.md).
+temporaries (eager init ops, XLA's compiler) otherwise stay resident under either setting:
+about 300 MiB each for dcgan128 (docs/performance.md).
 
 It must run before JAX creates its CPU client's threads (the first computation or
 `jax.devices()` call): threads that already have their own arena keep it. The entry points

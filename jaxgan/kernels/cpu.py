@@ -16,12 +16,14 @@ tap tensor within TAP_BUDGET: the tensor is kh*kw/(sh*sw) times the layer's outp
 stride-s convolution with a kernel that s divides, come from an exact space-to-depth
 matmul instead of XLA:CPU's convolution gradients (the forward stays XLA's).
 
-Winograd's F(2x2, 2x2) (`_s2d_winograd`), for kernels of 2s (Radford's 4x4 at stride 2):
-after space to depth such a conv has a 2x2 kernel, and F(2x2, 2x2) computes each 2x2
-output tile with 9 products instead of 16. Where `winograd_plan` applies (even output sizes,
-at least WINOGRAD_MIN_CHANNELS input channels), `conv` takes its forward pass and kernel
-gradient from it, and the transposed conv takes both gradients from the Winograd conv of
-its adjoint (`_winograd_adjoint`); its forward stays the col2im.
+Winograd's F(2x2, 2x2) and F(2x2, 3x3) (`_s2d_winograd`), for kernels of more than s and
+at most 3s taps: zero-padded to 2s or 3s taps (Radford's 4x4 stays 4x4, the hobby configs'
+5x5 becomes 6x6 at stride 2), such a conv has a 2x2 or 3x3 kernel after space to depth, and
+Winograd computes each 2x2 output tile with 9 products instead of 16 (4x4 kernels) or 16
+instead of 25 (5x5). Where `winograd_plan` applies (even output sizes, at least
+WINOGRAD_MIN_CHANNELS input channels), `conv` takes its forward pass and kernel gradient
+from it, and the transposed conv takes both gradients from the Winograd conv of its adjoint
+(`_winograd_adjoint`); its forward stays the col2im.
 
 `add_bias`: y + bias whose bias gradient is a matmul with a ones vector.
 
@@ -355,8 +357,8 @@ def winograd_plan(x_shape, kernel_shape, strides, padding) -> tuple[int, tuple] 
   return sh, pads
 
 
-# Winograd's F(2, t) for t = 2 and 3 taps (Lavin & Gray 2016; points 0, 1, ∞ and 0, 1, -1,
-# ∞): y = A^T [(G g) * (B^T d)] is the correlation y_i = sum_k d_{i+k} g_k of 2 outputs.
+# Winograd's F(2, t) for t = 2 and 3 taps (Lavin & Gray 2016; points 0, 1, inf and 0, 1,
+# -1, inf): y = A^T [(G g) * (B^T d)] is the correlation y_i = sum_k d_{i+k} g_k of 2 outputs.
 _WINOGRAD = {
     2: {"BT": ((1, -1, 0), (0, 1, 0), (0, -1, 1)),
         "G": ((1, 0), (1, 1), (0, 1)),
