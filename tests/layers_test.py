@@ -172,10 +172,11 @@ def test_strided_conv_equals_lax_in_value_and_both_gradients(h, w, k, s, padding
     assert multiplies < int(np.prod(ref(x, kernel).shape)) * k * k * cin  # fewer than direct
 
 
-def test_winograd_conv_second_order_gradient_equals_lax():
+@pytest.mark.parametrize("k", [4, 5])  # dx by the s2d matmul (4x4) or by Winograd (5x5)
+def test_winograd_conv_second_order_gradient_equals_lax(k):
   # A gradient penalty differentiates D's input gradient again (R1, WGAN-GP, DRAGAN).
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
-  kernel = 0.1 * jax.random.normal(jax.random.key(1), (4, 4, 16, 6))  # tanh not saturated
+  kernel = 0.1 * jax.random.normal(jax.random.key(1), (k, k, 16, 6))  # tanh not saturated
   dn = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, DN)
   assert cpu.conv_path(x.shape, kernel.shape, (2, 2), "SAME") == "winograd"
 
