@@ -243,6 +243,7 @@ def _mix_bwd(res, dy):
 
 conv_mix.defvjp(_mix_fwd, _mix_bwd)
 
+
 def conv_winograd(x, w):
   return cpu._s2d_winograd(x, w, 2, ((1, 1), (1, 1)))  # pylint: disable=protected-access
 
@@ -263,12 +264,7 @@ def _direct_fwd(x, w):
 
 def _direct_bwd(res, dy):
   x, w = res
-  adjoint = cpu._winograd_adjoint  # pylint: disable=protected-access
-  cpu._winograd_adjoint = lambda *args: None  # the direct col2im backward, at trace time
-  try:
-    return cpu._backward(x, w, dy, (2, 2), (2 * x.shape[1], 2 * x.shape[2]))  # pylint: disable=protected-access
-  finally:
-    cpu._winograd_adjoint = adjoint
+  return cpu._col2im_backward(x, w, dy, (2, 2), (2 * x.shape[1], 2 * x.shape[2]))  # pylint: disable=protected-access
 
 
 tconv_col2im_direct.defvjp(_direct_fwd, _direct_bwd)

@@ -211,6 +211,11 @@ def _backward(x, kernel, dy, strides, out_size):
   plan = _winograd_adjoint(x.shape, kernel.shape, strides, out_size)
   if plan is not None:
     return _winograd_backward(x, kernel, dy, *plan)
+  return _col2im_backward(x, kernel, dy, strides, out_size)
+
+
+def _col2im_backward(x, kernel, dy, strides, out_size):
+  """Both gradients as one matmul each over all taps of the stacked output gradient."""
   (kh, kw, cin, cout), (sh, sw), (b, h, w) = kernel.shape, strides, x.shape[:3]
   ph, qh = _tap_plan(h, out_size[0], kh, sh)
   pw, qw = _tap_plan(w, out_size[1], kw, sw)
