@@ -145,6 +145,7 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
   if full.extra_update is not None:  # The family's extra state of the stage's first step.
     family = full.extra_update(state.extra["family"], jnp.int32(this.start - 1))
     state = state.replace(extra={**state.extra, "family": family})
+  hostmem.release_init_programs()  # the eager init's cached programs, as jaxgan.main
   n = this.batch_size * config.train.d_steps
   images = jax.random.uniform(jax.random.key(1), (n, *gan.image_shape), jnp.float32, -1.0, 1.0)
   batch = {"image": images}
@@ -156,7 +157,7 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
   compiled = step_lib.make_train_step(config, mesh, gan=gan).lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
   flops = step_flops(config, mesh, gan, state, batch)
-  hostmem.release_free()  # state creation's and the compiler's temporaries, as jaxgan.main
+  hostmem.release_free()  # the compiler's temporaries, as jaxgan.main
 
   data = None
   if with_pipeline:

@@ -18,9 +18,10 @@ twice glibc's defaults for dcgan128). What each setting measured, on which machi
 docs/performance.md.
 
 `release_free()` hands the heap's free pages back to the system (glibc's `malloc_trim`).
-The entry points call it after the state is created and after each compilation, whose
-temporaries (eager init ops, XLA's compiler) otherwise stay resident under either setting:
-about 300 MiB each for dcgan128 (docs/performance.md).
+The entry points call it after each compilation, whose temporaries otherwise stay resident
+under either setting (about 300 MiB for dcgan128), and `release_init_programs()` once the
+state is created: it also drops the programs the eager init compiled, which JAX keeps
+cached (another 300 MiB for dcgan128; docs/performance.md).
 
 It must run before JAX creates its CPU client's threads (the first computation or
 `jax.devices()` call): threads that already have their own arena keep it. The entry points
@@ -109,6 +110,18 @@ def release_free() -> float | None:
   ctypes.CDLL("libc.so.6").malloc_trim(0)
   after = _resident_mib()
   return None if before is None or after is None else max(0.0, before - after)
+
+
+def release_init_programs() -> float | None:
+  """`release_free` after dropping JAX's cached programs (`jax.clear_caches`): creating a
+  state eagerly compiles one small program per init op, and their executables stay in
+  JAX's caches (about 300 MiB for dcgan128, docs/performance.md). Call it once the state
+  exists, before compiling the step; returns what `release_free` returns."""
+  import gc  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top (this module loads before JAX)
+  jax.clear_caches()
+  gc.collect()
+  return release_free()
 
 
 def configure(mode: str | None = None) -> str:

@@ -92,3 +92,21 @@ def test_release_free_hands_freed_heap_memory_back():
   released, before, after = map(float, numbers.split())
   assert released > 200, numbers  # of the 256 MiB freed
   assert after < before - 200, numbers
+
+
+_INIT_PROGRAMS = """
+from jaxgan import hostmem
+import jax, jax.numpy as jnp
+fns = [jax.jit(lambda x, i=i: x * i + 1) for i in range(50)]
+for f in fns:
+  f(jnp.ones(8))
+before = sum(f._cache_size() for f in fns)
+released = hostmem.release_init_programs()
+print(before, sum(f._cache_size() for f in fns), released is not None)
+"""
+
+
+def test_release_init_programs_drops_the_cached_programs():
+  before, after, measured = _run(_INIT_PROGRAMS)[-1].split()
+  assert (int(before), int(after)) == (50, 0)
+  assert measured == str(GLIBC)

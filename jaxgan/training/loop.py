@@ -498,7 +498,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                           for i, s in enumerate(stages)))
   with _workdir_lock(wd, lead), _StopSignal() as stop:
     state = init_state(config, gan, mesh)
-    hostmem.release_free()
+    hostmem.release_init_programs()
     manager = checkpointing.create_manager(wd.checkpoints, max_to_keep=config.max_to_keep)
     try:
       state, data_step = _restore_or_init(config, wd, manager, state, lead)
