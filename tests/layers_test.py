@@ -220,3 +220,77 @@ def test_discriminator_convs_take_the_cpu_path():
   np.testing.assert_allclose(mod.apply(variables, x), ref.apply(variables, x), rtol=1e-5, atol=1e-5)
   assert kernels.select("auto").conv is cpu.conv
   assert kernels.select("lax").conv is jax.lax.conv_general_dilated
+
+
+def test_over_chunks_sums_and_concatenates_like_one_pass():
+  a = jax.random.normal(jax.random.key(0), (6, 3, 2))
+  b = jax.random.normal(jax.random.key(1), (6, 4))
+  f = lambda a, b: (a.sum(0), b * 2.0, a[:, :1] + b[:, :1, None])  # noqa: E731
+  for chunks in (1, 2, 3, 6):
+    got = cpu.over_chunks(f, (a, b), chunks, summed=1)
+    np.testing.assert_allclose(got[0], a.sum(0), rtol=1e-6)
+    np.testing.assert_array_equal(got[1], b * 2.0)
+    np.testing.assert_array_equal(got[2], a[:, :1] + b[:, :1, None])
+
+
+def test_after_is_the_identity_for_every_cotangent_but_nan():
+  x = jax.random.normal(jax.random.key(0), (3, 4))
+  for v in (0.0, -2.5, 1e30, np.inf, -np.inf):
+    np.testing.assert_array_equal(cpu.after(x, jnp.full((2, 2), v)), x)
+
+
+BN_ACTS = [None, "relu", "leaky_relu", "tanh", "elu"]
+
+
+def _bn_pair(act, x, axis_name=None):
+  init = layers.norm_scale_init("dcgan")
+  ref = nn.BatchNorm(use_running_average=False, momentum=0.9, scale_init=init, axis_name=axis_name)
+  new = layers.BatchNorm(use_running_average=False, momentum=0.9, scale_init=init, act=act,
+                         axis_name=axis_name)
+  return ref, new, ref.init(jax.random.key(1), x), new.init(jax.random.key(1), x)
+
+
+@pytest.mark.parametrize("act", BN_ACTS)
+def test_batchnorm_equals_flax_in_value_statistics_and_gradient(act):
+  # Forward values and statistics bit for bit; gradients to float32 rounding.
+  x = jax.random.normal(jax.random.key(0), (8, 6, 5, 16)) * 3.0 + 1.0
+  ct = jax.random.normal(jax.random.key(2), x.shape)
+  ref, new, v_ref, v_new = _bn_pair(act, x)
+  chex_equal = lambda a, b: jax.tree.all(jax.tree.map(lambda p, q: bool((p == q).all()), a, b))  # noqa: E731
+  assert chex_equal(v_ref, v_new)
+  f = layers.activation(act) if act else (lambda t: t)
+
+  def loss(module, post):
+    def fn(params, x):
+      y, stats = module.apply({**v_ref, "params": params}, x, mutable=["batch_stats"])
+      y = post(y)
+      return jnp.sum(y * ct), (y, stats)
+    return jax.jit(jax.value_and_grad(fn, (0, 1), has_aux=True))(v_ref["params"], x)
+
+  (_, (y_ref, s_ref)), g_ref = loss(ref, f)
+  (_, (y_new, s_new)), g_new = loss(new, lambda t: t)
+  np.testing.assert_array_equal(y_new, y_ref)
+  assert chex_equal(s_new, s_ref)
+  for a, b in zip(jax.tree.leaves(g_new), jax.tree.leaves(g_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-5 * float(jnp.abs(b).max()))
+  # Inference (running statistics) equals flax's too.
+  y_ref = ref.clone(use_running_average=True).apply(v_ref, x)
+  new_eval = layers.BatchNorm(use_running_average=True, scale_init=layers.norm_scale_init("dcgan"),
+                              act=act)
+  np.testing.assert_array_equal(new_eval.apply(v_ref, x), f(y_ref))
+
+
+def test_batchnorm_backward_keeps_only_its_input():
+  # Residuals of x's size the pullback holds: flax's BatchNorm + ReLU keeps several, the
+  # fused one keeps x alone.
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 16))
+  ref, new, v_ref, _ = _bn_pair("relu", x)
+  flax_fn = lambda x: nn.relu(ref.apply(v_ref, x, mutable=["batch_stats"])[0])  # noqa: E731
+  fused_fn = lambda x: new.apply(v_ref, x, mutable=["batch_stats"])[0]  # noqa: E731
+
+  def big_residuals(fn):
+    _, pullback = jax.vjp(fn, x)
+    return sum(1 for r in jax.tree.leaves(pullback) if getattr(r, "size", 0) == x.size)
+
+  assert big_residuals(fused_fn) == 1
+  assert big_residuals(flax_fn) >= 2

@@ -9,7 +9,7 @@ XLA CPU's convolutions run at about a third of its matmul speed (53 vs 141 GFLOP
 It multiplies no zero taps (a sub-pixel formulation, tried first, pads every phase's
 sub-kernel to 3x3 for a 5x5 kernel at stride 2: 44% more FLOPs, and measured slower).
 
-`conv_transpose` runs it over batch slices (`lax.map`/`lax.scan`) that keep each slice's
+`conv_transpose` runs it over batch slices (`over_chunks`, a loop) that keep each slice's
 tap tensor within TAP_BUDGET: the tensor is kh*kw/(sh*sw) times the layer's output.
 
 `conv`: `lax.conv_general_dilated` for `flax.linen.Conv`, whose two gradients, for a
@@ -129,8 +129,8 @@ def conv_transpose_col2im(x: Array, kernel: Array, strides: tuple[int, int],
   """
   if chunks == 1:
     return _forward(x, kernel, strides, out_size)
-  y = jax.lax.map(lambda xc: _forward(xc, kernel, strides, out_size), _split(x, chunks))
-  return y.reshape((x.shape[0],) + y.shape[2:])
+  y, = over_chunks(lambda xc: (_forward(xc, kernel, strides, out_size),), (x,), chunks)
+  return y
 
 
 def _split(a: Array, chunks: int) -> Array:
@@ -138,6 +138,31 @@ def _split(a: Array, chunks: int) -> Array:
   if a.shape[0] % chunks:
     raise ValueError(f"chunks={chunks} does not divide the batch of {a.shape[0]}")
   return a.reshape((chunks, a.shape[0] // chunks) + a.shape[1:])
+
+
+def over_chunks(f, arrays: tuple[Array, ...], chunks: int, summed: int = 0) -> tuple:
+  """f over `chunks` equal batch slices of `arrays`, one slice after the other (a loop).
+
+  f maps slices of `arrays` to a tuple of outputs: its first `summed` outputs are summed
+  over the slices, the others concatenated along the batch. The concatenated outputs start
+  as the broadcast of slice 0's (computed before the loop), not as zeros as in `lax.map`
+  and `lax.scan`: XLA:CPU's scheduler placed those zero buffers and their copies at the
+  start of the step and kept them to the loop, 390 MiB of dcgan128's step temporaries
+  (docs/performance.md).
+  """
+  split = [_split(a, chunks) for a in arrays]
+  first = tuple(f(*(a[0] for a in split)))
+  stacked = tuple(jnp.broadcast_to(o[None], (chunks,) + o.shape) for o in first[summed:])
+
+  def body(i, carry):
+    sums, stacked = carry
+    outs = f(*(jax.lax.dynamic_index_in_dim(a, i, keepdims=False) for a in split))
+    sums = tuple(t + o for t, o in zip(sums, outs[:summed]))
+    stacked = tuple(jax.lax.dynamic_update_index_in_dim(t, o, i, 0)
+                    for t, o in zip(stacked, outs[summed:]))
+    return sums, stacked
+  sums, stacked = jax.lax.fori_loop(1, chunks, body, (first[:summed], stacked))
+  return sums + tuple(t.reshape((-1,) + t.shape[2:]) for t in stacked)
 
 
 def _forward(x: Array, kernel: Array, strides: tuple[int, int],
@@ -181,11 +206,11 @@ def _col2im_bwd(strides, out_size, chunks, res, dy):
   if chunks == 1:
     return _backward(x, kernel, dy, strides, out_size)
 
-  def body(dkernel, xy):
-    dx, dk = _backward(xy[0], kernel, xy[1], strides, out_size)
-    return dkernel + dk, dx
-  dkernel, dx = jax.lax.scan(body, jnp.zeros_like(kernel), (_split(x, chunks), _split(dy, chunks)))
-  return dx.reshape(x.shape), dkernel
+  def grads(xc, dyc):
+    dx, dk = _backward(xc, kernel, dyc, strides, out_size)
+    return dk, dx
+  dkernel, dx = over_chunks(grads, (x, dy), chunks, summed=1)
+  return dx, dkernel
 
 
 def _winograd_adjoint(x_shape, kernel_shape, strides, out_size):
@@ -197,10 +222,21 @@ def _winograd_adjoint(x_shape, kernel_shape, strides, out_size):
   return winograd_plan((x_shape[0], *out_size, cout), (kh, kw, cout, cin), strides, "SAME")
 
 
+def after(x: Array, dy: Array) -> Array:
+  """x, computed after dy: x + min(|dy[0...0]|, 0), which is x for every dy but NaN.
+
+  XLA:CPU drops `optimization_barrier`s, and its scheduler computed what a backward pass
+  derives from a residual alone (Winograd's transform of x for the kernel gradient of a
+  transposed conv) in the forward pass, keeping it to the backward pass: 192 MiB of
+  dcgan128's step temporaries (docs/performance.md). A value of dy in x makes it wait."""
+  return x + jnp.minimum(jnp.abs(dy.reshape(-1)[0]), 0).astype(x.dtype)
+
+
 def _winograd_backward(x, kernel, dy, s, pads):
   """Both gradients of the transposed conv through its adjoint conv C (dy -> x's shape):
   dx = C(dy), and the kernel gradient is C's kernel gradient at input dy and cotangent x,
   flipped back."""
+  x = after(x, dy)
   adjoint = lambda k: _s2d_winograd(dy, k, s, pads)  # noqa: E731
   dx, pullback = jax.vjp(adjoint, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
   dk, = pullback(x)

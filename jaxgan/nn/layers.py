@@ -87,6 +87,118 @@ class Dense(nn.Dense):
     return y if bias is None else kernels.select(self.impl).add_bias(y, bias)
 
 
+# ---- BatchNorm with its activation, keeping only its input for the backward pass ----
+
+def _stats_mean(xs: tuple[Array, ...], axes: tuple[int, ...], axis_name: str | None):
+  """flax's `_compute_stats` means: each over `axes`, then one `pmean` of them stacked."""
+  mus = tuple(v.mean(axes) for v in xs)
+  if axis_name is None:
+    return mus
+  stacked = jax.lax.pmean(jnp.stack(mus, axis=0), axis_name)
+  return tuple(stacked[i] for i in range(len(xs)))
+
+
+def _sum(v: Array, axes: tuple[int, ...], axis_name: str | None) -> Array:
+  s = v.sum(axes)
+  return s if axis_name is None else jax.lax.psum(s, axis_name)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6, 7))
+def batch_norm_act(x: Array, scale: Array, bias: Array, act: str | None, alpha: float,
+                   epsilon: float, dtype: Any, axis_name: str | None):
+  """act(BatchNorm(x)) in training mode, the last axis the features; returns (y, mean, var).
+
+  The forward pass is `flax.linen.BatchNorm`'s (fast variance, float32 statistics, one
+  `pmean` over `axis_name`) followed by the activation, bit for bit. The backward pass
+  keeps only x and the statistics and recomputes x - mean and the activation's input from
+  them, where JAX's own derivative of BatchNorm + activation keeps several tensors of x's
+  size (docs/performance.md). The cotangents of mean and var (zero where only the running
+  averages read them) are propagated exactly, the clamp of var at 0 included.
+  """
+  return _bn_act_fwd(x, scale, bias, act, alpha, epsilon, dtype, axis_name)[0]
+
+
+def _bn_pre(x, mean, var, scale, bias, epsilon, dtype):
+  """flax's `_normalize`: (x - mean) * (rsqrt(var + eps) * scale) + bias, as `dtype`."""
+  mul = jax.lax.rsqrt(var + epsilon) * scale
+  return jnp.asarray((x - mean) * mul + bias, dtype)
+
+
+def _bn_act_fwd(x, scale, bias, act, alpha, epsilon, dtype, axis_name):
+  axes = tuple(range(x.ndim - 1))
+  x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+  mean, mean2 = _stats_mean((x32, jax.lax.square(x32)), axes, axis_name)
+  var = jnp.maximum(0.0, mean2 - jax.lax.square(mean))
+  pre = _bn_pre(x, mean, var, scale, bias, epsilon, dtype)
+  y = pre if act is None else activation(act, alpha)(pre)
+  return (y, mean, var), (x, mean, var, mean2, scale, bias)
+
+
+def _bn_act_bwd(act, alpha, epsilon, dtype, axis_name, res, cotangents):
+  x, mean, var, mean2, scale, bias = res
+  dy, dmean, dvar = cotangents
+  axes = tuple(range(x.ndim - 1))
+  centred = x - mean  # as in `_bn_pre`; everything below reads x through it only
+  if act is None:
+    g = dy
+  else:
+    pre = jnp.asarray(centred * (jax.lax.rsqrt(var + epsilon) * scale) + bias, dtype)
+    g = jax.vjp(activation(act, alpha), pre)[1](dy)[0]
+  g = g.astype(scale.dtype)
+  n = x.size // x.shape[-1]
+  if axis_name is not None:
+    n = n * jax.lax.psum(1, axis_name)
+    dmean, dvar = jax.lax.psum(dmean, axis_name), jax.lax.psum(dvar, axis_name)
+  r = jax.lax.rsqrt(var + epsilon)
+  dbias = g.sum(axes)
+  dscale = (g * centred).sum(axes) * r
+  dxhat = g * scale
+  s1 = _sum(dxhat, axes, axis_name)
+  s2 = _sum(dxhat * centred, axes, axis_name)
+  # var = max(0, mean2 - mean^2): no derivative where the clamp holds (as JAX's own).
+  dvar = jnp.where(mean2 - jax.lax.square(mean) > 0, dvar - 0.5 * r ** 3 * s2, 0.0)
+  dx = dxhat * r + (dmean - r * s1 + 2.0 * dvar * centred) / n
+  return dx.astype(x.dtype), dscale, dbias
+
+
+batch_norm_act.defvjp(_bn_act_fwd, _bn_act_bwd)
+
+
+class BatchNorm(nn.Module):
+  """`flax.linen.BatchNorm` over the last axis (same variables, names, initialisation and
+  forward values) with an optional activation after it, through `batch_norm_act` in
+  training mode: a backward pass that keeps only the input. Named BatchNorm so that
+  variable paths (BatchNorm_0, ...) and checkpoints are those of `nn.BatchNorm`."""
+  use_running_average: bool = False
+  momentum: float = 0.99
+  epsilon: float = 1e-5
+  dtype: Dtype | None = None
+  scale_init: Callable = nn.initializers.ones
+  bias_init: Callable = nn.initializers.zeros
+  axis_name: str | None = None
+  act: str | None = None
+  alpha: float = 0.2
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    features = (x.shape[-1],)
+    ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), features)
+    ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), features)
+    scale = self.param("scale", self.scale_init, features, jnp.float32)
+    bias = self.param("bias", self.bias_init, features, jnp.float32)
+    dtype = self.dtype or jnp.result_type(x, scale, bias)
+    if self.use_running_average:
+      y = _bn_pre(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon, dtype)
+      return y if self.act is None else activation(self.act, self.alpha)(y)
+    axis_name = None if self.is_initializing() else self.axis_name
+    y, mean, var = batch_norm_act(x, scale, bias, self.act, self.alpha, self.epsilon, dtype,
+                                  axis_name)
+    if not self.is_initializing():
+      ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+      ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    return y
+
+
 # ---- choices by name ----
 
 def kernel_init(name: str) -> Callable:
@@ -121,10 +233,11 @@ def block(x: Array, layer: nn.Module, *, train: bool, norm: str = "none", act: s
     x = nn.SpectralNorm(layer, error_on_non_matrix=False)(x, update_stats=train)
   else:
     x = layer(x)
-  if norm == "batch":
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                     scale_init=norm_scale_init(init), dtype=dtype,
-                     axis_name=bn_axis_name if train else None)(x)
+  if norm == "batch":  # the activation fused into its backward pass (BatchNorm below)
+    x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                  scale_init=norm_scale_init(init), dtype=dtype,
+                  axis_name=bn_axis_name if train else None, act=act, alpha=alpha)(x)
+    act = None
   elif norm == "layer":
     x = nn.LayerNorm(reduction_axes=tuple(range(1, x.ndim)), dtype=dtype)(x)
   if act is not None:
