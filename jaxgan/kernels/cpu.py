@@ -23,7 +23,14 @@ Winograd computes each 2x2 output tile with 9 products instead of 16 (4x4 kernel
 instead of 25 (5x5). Where `winograd_plan` applies (even output sizes, at least
 WINOGRAD_MIN_CHANNELS input channels), `conv` takes its forward pass and kernel gradient
 from it, and the transposed conv takes both gradients from the Winograd conv of its adjoint
-(`_winograd_adjoint`); its forward stays the col2im.
+(`_winograd_adjoint`).
+
+The transposed conv's forward pass is Winograd's too where `subpixel_plan` applies (5x5
+kernels at stride 2): all output phases read one 3x3 window of inputs, so the layer is one
+3x3 stride-1 correlation with the phases' kernels stacked on the output channels, which
+F(2x2, 3x3) computes with 16 products per input pixel instead of the col2im's 25
+(`_subpixel_winograd`); elsewhere (4x4 kernels, whose window of 3 saves nothing) it stays
+the col2im.
 
 `add_bias`: y + bias whose bias gradient is a matmul with a ones vector.
 
@@ -93,22 +100,33 @@ def tap_budget(budget: int):
     _budget[0] = old
 
 
-def batch_chunks(batch: int, tap_bytes: int, budget: int = TAP_BUDGET) -> int:
+def batch_chunks(batch: int, nbytes: int, budget: int = TAP_BUDGET) -> int:
   """The fewest equal batch slices (a divisor of `batch`) whose tap tensor fits `budget`."""
   for chunks in range(1, batch + 1):
-    if batch % chunks == 0 and tap_bytes <= budget * chunks:
+    if batch % chunks == 0 and nbytes <= budget * chunks:
       return chunks
   return batch
 
 
+def tap_bytes(x_shape, kernel_shape, strides, out_size, itemsize: int) -> int:
+  """Bytes of the forward pass's largest temporaries: the col2im's tap tensor [B, H, W, kh,
+  kw, Cout], or on the `subpixel_plan` path Winograd's batched matmul, its transformed
+  input [(t+1)^2, B * tiles, Cin] and its products [(t+1)^2, B * tiles, sh*sw*Cout]."""
+  (kh, kw, cin, cout), (sh, sw), (b, h, w) = kernel_shape, strides, x_shape[:3]
+  plan = subpixel_plan(x_shape, kernel_shape, strides, out_size)
+  if plan is None:
+    return b * h * w * kh * kw * cout * itemsize
+  tiles = -(-out_size[0] // (2 * sh)) * -(-out_size[1] // (2 * sw))
+  return (plan[0] + 1) ** 2 * b * tiles * (cin + sh * sw * cout) * itemsize
+
+
 def conv_transpose(x: Array, kernel: Array, strides: tuple[int, int],
                    out_size: tuple[int, int], budget: int | None = None) -> Array:
-  """`conv_transpose_col2im` over as many batch slices as keep each slice's tap tensor
-  ([B, H, W, kh, kw, Cout]) within `budget` bytes (0: the whole batch at once; None: the
+  """`conv_transpose_col2im` over as many batch slices as keep each slice's forward
+  temporary (`tap_bytes`) within `budget` bytes (0: the whole batch at once; None: the
   `tap_budget` in force, by default TAP_BUDGET)."""
   budget = _budget[0] if budget is None else budget
-  kh, kw, _, cout = kernel.shape
-  taps = x.shape[0] * x.shape[1] * x.shape[2] * kh * kw * cout * x.dtype.itemsize
+  taps = tap_bytes(x.shape, kernel.shape, strides, out_size, x.dtype.itemsize)
   chunks = batch_chunks(x.shape[0], taps, budget) if budget else 1
   return conv_transpose_col2im(x, kernel, strides, out_size, chunks)
 
@@ -165,8 +183,80 @@ def over_chunks(f, arrays: tuple[Array, ...], chunks: int, summed: int = 0) -> t
   return sums + tuple(t.reshape((-1,) + t.shape[2:]) for t in stacked)
 
 
+def subpixel_plan(x_shape, kernel_shape, strides, out_size) -> tuple[int, int, int] | None:
+  """(t, dmin_h, dmin_w) where the transposed conv's forward pass is `_subpixel_winograd`;
+  None elsewhere.
+
+  Output phase r of a stride-s transposed conv reads the inputs x[q + d] for its taps'
+  offsets d (`_tap_plan`). Where every phase's offsets lie in one window of t = 2 or 3
+  offsets from dmin, the same on both axes (a 5x5 kernel at stride 2: phases of 2 and 3 taps
+  in offsets -1..1), the layer is a t x t stride-1 correlation of the shifted input with all
+  sh*sw phases' kernels stacked on the output channels, then depth to space; Winograd's
+  F(2x2, txt) takes (t+1)^2 products per 2x2 tile of each phase, so sh*sw*(t+1)^2/4 per
+  input pixel against kh*kw for the col2im. It applies where that is fewer (5x5 at stride
+  2: 16 of 25; not 4x4, whose window of 3 gives 16 of 16) and x has at least
+  WINOGRAD_MIN_CHANNELS channels."""
+  (kh, kw, cin, _), (sh, sw) = kernel_shape, tuple(strides)
+  if len(x_shape) != 4 or cin < WINOGRAD_MIN_CHANNELS:
+    return None
+  windows = []
+  for n, o, k, s in ((x_shape[1], out_size[0], kh, sh), (x_shape[2], out_size[1], kw, sw)):
+    offsets = [d for taps in _tap_plan(n, o, k, s)[0] for _, d in taps]
+    if not offsets:
+      return None
+    windows.append((min(offsets), max(offsets) - min(offsets) + 1))
+  (dmin_h, t), (dmin_w, t_w) = windows
+  if t != t_w or t not in _WINOGRAD or sh * sw * (t + 1) ** 2 >= 4 * kh * kw:
+    return None
+  return t, dmin_h, dmin_w
+
+
+def _subpixel_kernel(kernel: Array, strides, x_shape, out_size, t: int, dmins) -> Array:
+  """[t, t, Cin, sh*sw*Cout]: tap (a, c) of phase (rh, rw) is the kernel tap j with offset
+  dmin + a on the first axis (and likewise on the second), zero where the phase has none."""
+  (kh, kw, cin, cout), (sh, sw) = kernel.shape, strides
+  index = []
+  for n, o, k, s, dmin in ((x_shape[1], out_size[0], kh, sh, dmins[0]),
+                           (x_shape[2], out_size[1], kw, sw, dmins[1])):
+    table = [[k] * s for _ in range(t)]  # k: the zero tap appended below
+    for r, taps in enumerate(_tap_plan(n, o, k, s)[0]):
+      for j, d in taps:
+        table[d - dmin][r] = j
+    index.append(jnp.asarray(table))
+  padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+  g = padded[index[0][:, :, None, None], index[1][None, None, :, :]]  # [t, sh, t, sw, cin, cout]
+  return g.transpose(0, 2, 4, 1, 3, 5).reshape(t, t, cin, sh * sw * cout)
+
+
+def _subpixel_winograd(x: Array, kernel: Array, strides: tuple[int, int],
+                       out_size: tuple[int, int], plan) -> Array:
+  """The transposed conv's forward pass where `subpixel_plan` gives (t, dmin_h, dmin_w): the
+  input shifted by dmin and zero-padded to an even number of 2x2 tiles per phase, F(2x2, txt)
+  against the stacked phase kernels (`_s2d_winograd` at stride 1), then depth to space."""
+  (kh, kw, _, cout), (sh, sw), (b, h, w) = kernel.shape, strides, x.shape[:3]
+  t, dmin_h, dmin_w = plan
+  qh, qw = -(-out_size[0] // sh), -(-out_size[1] // sw)
+  eh, ew = qh + qh % 2, qw + qw % 2  # outputs per phase, rounded up to whole 2x2 tiles
+  # xp[i] = x[i + dmin] for i < e + t - 1 (lax.pad crops where a pad is negative).
+  xp = jax.lax.pad(x, jnp.zeros((), x.dtype),
+                   ((0, 0, 0), (-dmin_h, eh + t - 1 + dmin_h - h, 0),
+                    (-dmin_w, ew + t - 1 + dmin_w - w, 0), (0, 0, 0)))
+  g = _subpixel_kernel(kernel, strides, x.shape, out_size, t, (dmin_h, dmin_w))
+  z = _s2d_winograd(xp, g, 1, ((0, 0), (0, 0)))  # [b, eh, ew, sh*sw*cout]
+  y = z.reshape(b, eh, ew, sh, sw, cout).transpose(0, 1, 3, 2, 4, 5)
+  return y.reshape(b, eh * sh, ew * sw, cout)[:, :out_size[0], :out_size[1]]
+
+
 def _forward(x: Array, kernel: Array, strides: tuple[int, int],
              out_size: tuple[int, int]) -> Array:
+  plan = subpixel_plan(x.shape, kernel.shape, strides, out_size)
+  if plan is not None:
+    return _subpixel_winograd(x, kernel, strides, out_size, plan)
+  return _col2im_forward(x, kernel, strides, out_size)
+
+
+def _col2im_forward(x: Array, kernel: Array, strides: tuple[int, int],
+                    out_size: tuple[int, int]) -> Array:
   (kh, kw, _, cout), (sh, sw), (b, h, w) = kernel.shape, strides, x.shape[:3]
   ph, qh = _tap_plan(h, out_size[0], kh, sh)
   pw, qw = _tap_plan(w, out_size[1], kw, sw)
