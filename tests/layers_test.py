@@ -213,21 +213,22 @@ def test_transposed_conv_winograd_gradients_equal_lax(in_h, in_w, k, cout, s, wi
 
 
 # Transposed convs whose forward pass is the sub-pixel Winograd (5x5 at stride 2, >= 16 input
-# channels): even, odd (19 outputs: an odd number of outputs per phase, padded to whole tiles)
-# and non-square sizes, with and without Winograd gradients; and three that keep the col2im
-# (4x4 kernels, whose 3-offset window saves nothing; 8 input channels; stride 3).
-SUBPIXEL_TCONV = [(4, 4, 8, 8, 5, 2, 16, True), (5, 3, 10, 6, 5, 2, 16, True),
-                  (10, 10, 19, 19, 5, 2, 16, True), (7, 6, 13, 12, 5, 2, 24, True),
-                  (4, 4, 8, 8, 4, 2, 16, False), (4, 4, 8, 8, 5, 2, 8, False),
-                  (3, 4, 9, 12, 5, 3, 16, False)]
+# channels, >= 32 output channels): even, odd (19 outputs: an odd number of outputs per
+# phase, padded to whole tiles) and non-square sizes; and four that keep the col2im (4x4
+# kernels, whose 3-offset window saves nothing; 8 input channels; 16 output channels;
+# stride 3).
+SUBPIXEL_TCONV = [(4, 4, 8, 8, 5, 2, 16, 32, True), (5, 3, 10, 6, 5, 2, 16, 32, True),
+                  (10, 10, 19, 19, 5, 2, 16, 32, True), (7, 6, 13, 12, 5, 2, 24, 40, True),
+                  (4, 4, 8, 8, 4, 2, 16, 32, False), (4, 4, 8, 8, 5, 2, 8, 32, False),
+                  (4, 4, 8, 8, 5, 2, 16, 16, False), (3, 4, 9, 12, 5, 3, 16, 32, False)]
 
 
 @pytest.mark.parametrize("chunks", [1, 2])
-@pytest.mark.parametrize("in_h,in_w,out_h,out_w,k,s,cin,subpixel", SUBPIXEL_TCONV)
+@pytest.mark.parametrize("in_h,in_w,out_h,out_w,k,s,cin,cout,subpixel", SUBPIXEL_TCONV)
 def test_transposed_conv_subpixel_winograd_forward_equals_lax(in_h, in_w, out_h, out_w, k, s,
-                                                              cin, subpixel, chunks):
+                                                              cin, cout, subpixel, chunks):
   out = (out_h, out_w)
-  x, w = _inputs(in_h, in_w, k, cin=cin, cout=16, batch=4)
+  x, w = _inputs(in_h, in_w, k, cin=cin, cout=cout, batch=4)
   assert (cpu.subpixel_plan(x.shape, w.shape, (s, s), out) is not None) == subpixel
   ref = lambda x, w: layers.conv_transpose_lax(x, w, (s, s), out)  # noqa: E731
   got = lambda x, w: cpu.conv_transpose_col2im(x, w, (s, s), out, chunks)  # noqa: E731
@@ -242,7 +243,7 @@ def test_transposed_conv_subpixel_winograd_forward_equals_lax(in_h, in_w, out_h,
 def test_subpixel_winograd_multiplies_16_of_25_products():
   # dcgan128's 32 -> 64 layer shape at batch 1, fewer channels: 16 products per input pixel
   # and channel pair (4 phases x 16 per 2x2 tile / 4 pixels) against the col2im's 25.
-  x, w = _inputs(32, 32, 5, cin=16, cout=8, batch=1)
+  x, w = _inputs(32, 32, 5, cin=16, cout=32, batch=1)
   plan = cpu.subpixel_plan(x.shape, w.shape, (2, 2), (64, 64))
   assert plan == (3, -1, -1)
 
@@ -252,9 +253,9 @@ def test_subpixel_winograd_multiplies_16_of_25_products():
                for e in jaxpr.eqns if e.primitive.name == "dot_general")
   got = products(lambda x, w: cpu._subpixel_winograd(x, w, (2, 2), (64, 64), plan))
   col2im = products(lambda x, w: cpu._col2im_forward(x, w, (2, 2), (64, 64)))
-  assert col2im == (32 + 3) * 32 * 16 * 25 * 8  # the row-gap layout's 3 zero rows included
-  assert got == 32 * 32 * 16 * 16 * 8  # the kernel transform's few products aside
-  assert cpu.tap_bytes(x.shape, w.shape, (2, 2), (64, 64), 4) == 16 * 16 * 16 * (16 + 4 * 8) * 4
+  assert col2im == (32 + 3) * 32 * 16 * 25 * 32  # the row-gap layout's 3 zero rows included
+  assert got == 32 * 32 * 16 * 16 * 32
+  assert cpu.tap_bytes(x.shape, w.shape, (2, 2), (64, 64), 4) == 16 * 16 * 16 * (16 + 4 * 32) * 4
 
 
 def test_discriminator_convs_take_the_cpu_path():

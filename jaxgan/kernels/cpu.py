@@ -183,6 +183,9 @@ def over_chunks(f, arrays: tuple[Array, ...], chunks: int, summed: int = 0) -> t
   return sums + tuple(t.reshape((-1,) + t.shape[2:]) for t in stacked)
 
 
+SUBPIXEL_MIN_OUT_CHANNELS = 32  # from which the transposed conv's forward takes `subpixel_plan`
+
+
 def subpixel_plan(x_shape, kernel_shape, strides, out_size) -> tuple[int, int, int] | None:
   """(t, dmin_h, dmin_w) where the transposed conv's forward pass is `_subpixel_winograd`;
   None elsewhere.
@@ -194,10 +197,11 @@ def subpixel_plan(x_shape, kernel_shape, strides, out_size) -> tuple[int, int, i
   sh*sw phases' kernels stacked on the output channels, then depth to space; Winograd's
   F(2x2, txt) takes (t+1)^2 products per 2x2 tile of each phase, so sh*sw*(t+1)^2/4 per
   input pixel against kh*kw for the col2im. It applies where that is fewer (5x5 at stride
-  2: 16 of 25; not 4x4, whose window of 3 gives 16 of 16) and x has at least
-  WINOGRAD_MIN_CHANNELS channels."""
-  (kh, kw, cin, _), (sh, sw) = kernel_shape, tuple(strides)
-  if len(x_shape) != 4 or cin < WINOGRAD_MIN_CHANNELS:
+  2: 16 of 25; not 4x4, whose window of 3 gives 16 of 16), x has at least
+  WINOGRAD_MIN_CHANNELS channels and the layer at least SUBPIXEL_MIN_OUT_CHANNELS outputs:
+  with fewer, the transforms cost more than the products saved (docs/performance.md)."""
+  (kh, kw, cin, cout), (sh, sw) = kernel_shape, tuple(strides)
+  if len(x_shape) != 4 or cin < WINOGRAD_MIN_CHANNELS or cout < SUBPIXEL_MIN_OUT_CHANNELS:
     return None
   windows = []
   for n, o, k, s in ((x_shape[1], out_size[0], kh, sh), (x_shape[2], out_size[1], kw, sw)):
