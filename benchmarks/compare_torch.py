@@ -67,11 +67,12 @@ class Case(NamedTuple):
   dtype: str
 
 
-def run_jaxgan(args, case: Case, malloc: str = "auto") -> dict:
+def run_jaxgan(args, case: Case, malloc: str = "") -> dict:
   cmd = [sys.executable, "-m", "jaxgan.benchmark", "--config", MODELS[case.model][0],
          f"--config.train.batch_size={case.batch}", f"--config.model.dtype={case.dtype}",
          f"--config.train.g_update_fakes={case.schedule}",
          f"--steps={args.steps}", "--warmup=2", *args.jaxgan_flag]
+  # malloc '': jaxgan's default allocator setting (jaxgan/hostmem.py).
   return _json_lines(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT), JAXGAN_MALLOC=malloc))[-1]
 
 
@@ -126,8 +127,8 @@ def main():
   ap.add_argument("--dtype", default="float32", help="float32 and/or bfloat16, comma-separated")
   ap.add_argument("--steps", type=int, default=5, help="timed steps per process")
   ap.add_argument("--modes", default="jaxgan,eager,compile",
-                  help="any of jaxgan, jaxgan-system (glibc's default allocation, see "
-                  "jaxgan/hostmem.py), eager, compile")
+                  help="any of jaxgan, jaxgan-keep (glibc keeps freed memory, "
+                  "JAXGAN_MALLOC=keep, see jaxgan/hostmem.py), eager, compile")
   ap.add_argument("--device", default="", help="torch device (default: cuda if available)")
   ap.add_argument("--json_out", default="")
   ap.add_argument("--jaxgan_flag", action="append", default=[],
@@ -165,7 +166,7 @@ def main():
   print(f"\n(device {device}, load average {os.getloadavg()[0]:.2f})")
 
 
-MODES = ("jaxgan", "jaxgan-system", "eager", "compile")
+MODES = ("jaxgan", "jaxgan-keep", "eager", "compile")
 
 
 def compare(args, case: Case, modes: list[str]) -> dict:
@@ -173,8 +174,8 @@ def compare(args, case: Case, modes: list[str]) -> dict:
   runs = {m: [] for m in modes}
   for r in range(args.rounds):
     for mode in modes:
-      if mode in ("jaxgan", "jaxgan-system"):
-        res = run_jaxgan(args, case, malloc="system" if mode == "jaxgan-system" else "auto")
+      if mode in ("jaxgan", "jaxgan-keep"):
+        res = run_jaxgan(args, case, malloc="keep" if mode == "jaxgan-keep" else "")
       else:
         res = run_torch(args, case, mode)
       runs[mode].append(res)

@@ -33,7 +33,7 @@ from typing import Any
 
 if __name__ == "__main__":
   from jaxgan import hostmem  # before JAX starts its threads: see jaxgan/hostmem.py
-  _HOST_MALLOC = hostmem.configure()
+  _HOST_MALLOC = hostmem.configure(reexec=True)
 else:
   _HOST_MALLOC = None
 

@@ -1,12 +1,14 @@
-"""Host memory allocation for XLA:CPU steps: keep freed memory instead of page-faulting it anew.
+"""Host memory allocation for XLA:CPU steps: glibc's defaults, or keep freed memory.
 
 XLA:CPU allocates one temporary buffer per execution of a compiled program and frees it
-when the execution ends (1.2-1.6 GB for the configs/dcgan128.py step at batch 32). glibc's
+when the execution ends (about 1.1 GB for the configs/dcgan128.py step at batch 32). glibc's
 malloc serves every block above 32 MiB with a fresh `mmap` and returns it with `munmap`,
 so each step page-faults its whole working set again (about 450,000 minor faults per
-dcgan128 step).
+dcgan128 step). That is the default: on the development machine it measured as fast as
+keeping the memory or faster, at half the resident peak (dcgan128: 2.0 against 2.9-3.9 GiB;
+docs/performance.md).
 
-`keep_freed_memory()` changes three glibc malloc settings (`mallopt`):
+`keep_freed_memory()` (JAXGAN_MALLOC=keep) changes three glibc malloc settings (`mallopt`):
   - M_ARENA_MAX=1: all threads allocate from the main heap. A worker thread's own arena
     cannot hold a block larger than 64 MiB and falls back to `mmap` for it.
   - M_MMAP_MAX=0: no block is served by `mmap`.
@@ -14,8 +16,8 @@ dcgan128 step).
 The second step then reuses the first step's pages: 0 page faults per step once the heap
 has grown. Cost: the process keeps its peak memory until it exits, and the heap can hold
 two or three temporaries where they landed apart, so the resident peak is higher (about
-twice glibc's defaults for dcgan128). What each setting measured, on which machine:
-docs/performance.md.
+twice glibc's defaults for dcgan128), and the steps that grow the heap are slow. What each
+setting measured, on which machine: docs/performance.md.
 
 `release_free()` hands the heap's free pages back to the system (glibc's `malloc_trim`).
 The entry points call it after each compilation, whose temporaries otherwise stay resident
@@ -23,14 +25,18 @@ under either setting (about 300 MiB for dcgan128), and `release_init_programs()`
 state is created: it also drops the programs the eager init compiled, which JAX keeps
 cached (another 300 MiB for dcgan128; docs/performance.md).
 
-It must run before JAX creates its CPU client's threads (the first computation or
-`jax.devices()` call): threads that already have their own arena keep it. The entry points
-(`jaxgan.main`, `jaxgan.benchmark`) call `configure()` before importing JAX; in a notebook,
-call `jaxgan.hostmem.configure()` first. The environment variable JAXGAN_MALLOC selects:
-  auto   (default) keep freed memory when JAX will run on the CPU: JAX_PLATFORMS is unset
-         or starts with 'cpu', and no GPU/TPU plugin of JAX is installed;
-  keep   always;
-  system leave glibc's defaults.
+The setting must be made before JAX creates its CPU client's threads (the first
+computation or `jax.devices()` call): threads that already have their own arena keep it.
+The entry points (`jaxgan.main`, `jaxgan.benchmark`) call `configure()` before importing
+JAX; in a notebook, call `jaxgan.hostmem.configure("keep")` first to keep freed memory.
+The environment variable JAXGAN_MALLOC selects:
+  system (default) glibc's defaults; `jaxgan.main` and `jaxgan.benchmark` restart
+         themselves once with glibc's transparent-huge-page tunable where it helps
+         (`hugepage_env`): the per-step page faults then cost little;
+  keep   keep freed memory;
+  auto   keep freed memory when JAX will run on the CPU: JAX_PLATFORMS is unset or starts
+         with 'cpu', and no GPU/TPU plugin of JAX is installed (the default before
+         2026-12-03).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import platform
 import sys
 
 ENV_VAR = "JAXGAN_MALLOC"
-MODES = ("auto", "keep", "system")
+MODES = ("system", "keep", "auto")
 
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -83,7 +89,7 @@ def keep_freed_memory() -> str:
     return "system allocator (not glibc; nothing to tune)"
   if _jax_backend_started():
     return ("system allocator (JAX's backend had already started; call "
-            "jaxgan.hostmem.configure() before the first JAX computation)")
+            "jaxgan.hostmem.configure('keep') before the first JAX computation)")
   libc = ctypes.CDLL("libc.so.6")
   ok = [libc.mallopt(_M_ARENA_MAX, 1), libc.mallopt(_M_MMAP_MAX, 0),
         libc.mallopt(_M_TRIM_THRESHOLD, -1)]  # -1 converts to SIZE_MAX: never trim
@@ -124,13 +130,70 @@ def release_init_programs() -> float | None:
   return release_free()
 
 
-def configure(mode: str | None = None) -> str:
-  """Applies `mode` (default: $JAXGAN_MALLOC or 'auto'); returns a line for the log."""
-  mode = (mode or os.environ.get(ENV_VAR) or "auto").strip().lower()
+HUGETLB = "glibc.malloc.hugetlb"
+_THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def _glibc_version() -> tuple[int, ...]:
+  if platform.system() != "Linux":
+    return ()
+  lib, version = platform.libc_ver()
+  try:
+    return tuple(int(v) for v in version.split(".")) if lib == "glibc" else ()
+  except ValueError:
+    return ()
+
+
+def hugepage_env(environ=None) -> dict | None:
+  """The environment to re-execute with for transparent huge pages in glibc's malloc
+  (GLIBC_TUNABLES gains glibc.malloc.hugetlb=1), or None where it would change nothing:
+  not glibc 2.35 or later, transparent huge pages not in 'madvise' mode (with 'always' the
+  kernel uses them anyway, with 'never' not at all), an accelerator run, or the tunable
+  already set (GLIBC_TUNABLES=glibc.malloc.hugetlb=0 opts out).
+
+  glibc reads its tunables only when a process starts, so they cannot be set from Python.
+  With it, the step's temporaries are faulted in 2 MiB pages: radford64 at batch 64 675
+  faults per step instead of 105,000 and 1.26-1.28 instead of 1.38-1.40 s/step; dcgan128
+  6.2-6.5 instead of 6.8 s (docs/performance.md)."""
+  environ = os.environ if environ is None else environ
+  tunables = environ.get("GLIBC_TUNABLES", "")
+  if _glibc_version() < (2, 35) or HUGETLB in tunables or _accelerator_expected():
+    return None
+  try:
+    with open(_THP_ENABLED) as f:
+      if "[madvise]" not in f.read():
+        return None
+  except OSError:
+    return None
+  value = f"{HUGETLB}=1"
+  return dict(environ, GLIBC_TUNABLES=f"{tunables}:{value}" if tunables else value)
+
+
+def _reexec_with(env: dict) -> None:
+  """Replaces this process by the same command line with `env` (never returns)."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def configure(mode: str | None = None, reexec: bool = False) -> str:
+  """Applies `mode` (default: $JAXGAN_MALLOC or 'system'); returns a line for the log.
+
+  With `reexec` (the entry points' `__main__` only: it restarts the whole command), the
+  'system' mode first re-executes the process with glibc's huge-page tunable where
+  `hugepage_env` says it helps."""
+  given = (mode or os.environ.get(ENV_VAR) or "").strip().lower()
+  mode = given or "system"
   if mode not in MODES:
     raise ValueError(f"{ENV_VAR}={mode!r}: expected one of {', '.join(MODES)}")
   if mode == "system":
-    return f"system allocator ({ENV_VAR}=system)"
+    env = hugepage_env() if reexec and getattr(sys, "orig_argv", None) else None
+    if env is not None:
+      _reexec_with(env)
+    pages = (f", transparent huge pages ({HUGETLB}=1)"
+             if f"{HUGETLB}=1" in os.environ.get("GLIBC_TUNABLES", "") else "")
+    return (f"system allocator ({ENV_VAR}=system{pages})" if given else
+            f"system allocator (glibc's defaults{pages}; {ENV_VAR}=keep keeps freed memory)")
   if mode == "auto" and _accelerator_expected():
     return "system allocator (JAX will run on an accelerator)"
   return keep_freed_memory()

@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 
 if __name__ == "__main__":
-  # Before JAX starts its CPU threads: glibc then keeps the step's freed temporaries
-  # instead of page-faulting them again every step (jaxgan/hostmem.py).
+  # Before JAX starts its CPU threads: glibc's allocator setting (jaxgan/hostmem.py); it
+  # may restart the process once with glibc's transparent-huge-page tunable.
   from jaxgan import hostmem
-  _HOST_MALLOC = hostmem.configure()
+  _HOST_MALLOC = hostmem.configure(reexec=True)
 else:
   _HOST_MALLOC = None
 

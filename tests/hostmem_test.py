@@ -56,6 +56,48 @@ def test_too_late_once_jax_has_started_says_so():
   assert "already started" in line
 
 
+def test_the_default_is_glibcs_allocator():
+  (line,) = _run("from jaxgan import hostmem; print(hostmem.configure())",
+                 env={"JAXGAN_MALLOC": ""})
+  assert line == "system allocator (glibc's defaults; JAXGAN_MALLOC=keep keeps freed memory)"
+
+
+HUGEPAGES = hostmem.hugepage_env() is not None
+_NO_HUGEPAGES = ("needs glibc >= 2.35 and transparent huge pages in 'madvise' mode, without "
+                 "glibc.malloc.hugetlb already set")
+
+
+def test_hugepage_env_keeps_other_tunables_and_respects_a_set_one():
+  base = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "JAX_PLATFORMS")}
+  assert hostmem.hugepage_env(dict(base, GLIBC_TUNABLES="glibc.malloc.hugetlb=0")) is None
+  if not HUGEPAGES:
+    pytest.skip(_NO_HUGEPAGES)
+  assert hostmem.hugepage_env(base)["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+  env = hostmem.hugepage_env(dict(base, GLIBC_TUNABLES="glibc.malloc.arena_max=2"))
+  assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+
+
+@pytest.mark.skipif(not HUGEPAGES, reason=_NO_HUGEPAGES)
+def test_the_entry_points_restart_once_with_huge_pages():
+  # configure(reexec=True) replaces the process by the same command line with the tunable,
+  # and the restarted process does not restart again.
+  lines = _run("import os; from jaxgan import hostmem; print(os.getpid()); "
+               "print(hostmem.configure(reexec=True)); print(os.environ['GLIBC_TUNABLES'])",
+               env={"JAXGAN_MALLOC": "", "GLIBC_TUNABLES": ""})
+  # The pid twice (before and after the exec: the same process), then one description.
+  assert len(lines) == 4 and lines[0] == lines[1], lines
+  assert "transparent huge pages (glibc.malloc.hugetlb=1)" in lines[2]
+  assert lines[3] == "glibc.malloc.hugetlb=1"
+
+
+@pytest.mark.skipif(not HUGEPAGES, reason=_NO_HUGEPAGES)
+def test_huge_pages_cut_the_per_call_page_faults():
+  _, small = _run(_PROGRAM, "system", env={"GLIBC_TUNABLES": ""})
+  _, huge = _run(_PROGRAM, "system", env={"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"})
+  assert float(small) > 30_000, small  # 256 MiB in 4 KiB pages
+  assert float(huge) < 0.1 * float(small), (huge, small)
+
+
 def test_auto_leaves_accelerator_runs_alone():
   (line,) = _run("from jaxgan import hostmem; print(hostmem.configure())",
                  env={"JAX_PLATFORMS": "cuda", "JAXGAN_MALLOC": "auto"})
@@ -66,7 +108,7 @@ def test_auto_leaves_accelerator_runs_alone():
 
 
 def test_unknown_mode_is_a_clear_error():
-  with pytest.raises(ValueError, match=r"JAXGAN_MALLOC='fast': expected one of auto, keep, system"):
+  with pytest.raises(ValueError, match=r"JAXGAN_MALLOC='fast': expected one of system, keep, auto"):
     hostmem.configure("fast")
 
 
