@@ -26,11 +26,11 @@ from it, and the transposed conv takes both gradients from the Winograd conv of 
 (`_winograd_adjoint`).
 
 The transposed conv's forward pass is Winograd's too where `subpixel_plan` applies (5x5
-kernels at stride 2): all output phases read one 3x3 window of inputs, so the layer is one
-3x3 stride-1 correlation with the phases' kernels stacked on the output channels, which
-F(2x2, 3x3) computes with 16 products per input pixel instead of the col2im's 25
-(`_subpixel_winograd`); elsewhere (4x4 kernels, whose window of 3 saves nothing) it stays
-the col2im.
+kernels at stride 2, at least 32 output channels): all output phases read one 3x3 window of
+inputs, so the layer is one 3x3 stride-1 correlation with the phases' kernels stacked on
+the output channels, which F(2x2, 3x3) computes with 16 products per input pixel instead of
+the col2im's 25 (`_subpixel_winograd`); elsewhere (4x4 kernels, whose window of 3 saves
+nothing, and layers with few outputs) it stays the col2im.
 
 `add_bias`: y + bias whose bias gradient is a matmul with a ones vector.
 
@@ -219,7 +219,7 @@ def _subpixel_kernel(kernel: Array, strides, x_shape, out_size, t: int, dmins) -
   """[t, t, Cin, sh*sw*Cout]: tap (a, c) of phase (rh, rw) is the kernel tap j with offset
   dmin + a on the first axis (and likewise on the second), zero where the phase has none."""
   (kh, kw, cin, cout), (sh, sw) = kernel.shape, strides
-  index = []
+  index = []  # per axis: [t, s] kernel tap indices
   for n, o, k, s, dmin in ((x_shape[1], out_size[0], kh, sh, dmins[0]),
                            (x_shape[2], out_size[1], kw, sw, dmins[1])):
     table = [[k] * s for _ in range(t)]  # k: the zero tap appended below
@@ -237,7 +237,7 @@ def _subpixel_winograd(x: Array, kernel: Array, strides: tuple[int, int],
   """The transposed conv's forward pass where `subpixel_plan` gives (t, dmin_h, dmin_w): the
   input shifted by dmin and zero-padded to an even number of 2x2 tiles per phase, F(2x2, txt)
   against the stacked phase kernels (`_s2d_winograd` at stride 1), then depth to space."""
-  (kh, kw, _, cout), (sh, sw), (b, h, w) = kernel.shape, strides, x.shape[:3]
+  cout, (sh, sw), (b, h, w) = kernel.shape[3], strides, x.shape[:3]
   t, dmin_h, dmin_w = plan
   qh, qw = -(-out_size[0] // sh), -(-out_size[1] // sw)
   eh, ew = qh + qh % 2, qw + qw % 2  # outputs per phase, rounded up to whole 2x2 tiles
