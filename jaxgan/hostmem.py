@@ -3,10 +3,12 @@
 XLA:CPU allocates one temporary buffer per execution of a compiled program and frees it
 when the execution ends (about 1.1 GB for the configs/dcgan128.py step at batch 32). glibc's
 malloc serves every block above 32 MiB with a fresh `mmap` and returns it with `munmap`,
-so each step page-faults its whole working set again (about 450,000 minor faults per
-dcgan128 step). That is the default: on the development machine it measured as fast as
-keeping the memory or faster, at half the resident peak (dcgan128: 2.0 against 2.9-3.9 GiB;
-docs/performance.md).
+so each step page-faults its whole working set again (about 300,000 minor faults per
+dcgan128 step in 4 KiB pages). That is the default, with glibc's huge-page tunable where the
+kernel offers it (`hugepage_env`, below): on the development machine that ran faster than
+keeping freed memory (radford64 at batch 64, alternating processes: 1.26-1.28 against 1.33
+s/step; without the tunable keeping was 3-6% faster on radford64/32), at half the resident
+peak for dcgan128 (2.0 against 2.9-3.9 GiB; docs/performance.md).
 
 `keep_freed_memory()` (JAXGAN_MALLOC=keep) changes three glibc malloc settings (`mallopt`):
   - M_ARENA_MAX=1: all threads allocate from the main heap. A worker thread's own arena

@@ -1,5 +1,5 @@
-"""jaxgan.hostmem: glibc keeps the step's freed temporaries, so repeated executions of a
-compiled program stop page-faulting them in again."""
+"""jaxgan.hostmem: glibc's default setting, keeping the step's freed temporaries (no page
+faults on repeated executions), huge pages by restart, and the heap's releases."""
 
 import os
 import platform
