@@ -212,6 +212,39 @@ def test_transposed_conv_winograd_gradients_equal_lax(in_h, in_w, k, cout, s, wi
     np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-3)
 
 
+def test_winograd_with_hwoi_kernel_equals_hwio_and_keeps_its_gradient_in_hwoi():
+  # The transposed conv's adjoint takes its kernel as HWOI (`out_in`): same conv, and the
+  # kernel gradient arrives in HWOI order with no transpose swapping the channel axes.
+  x = jax.random.normal(jax.random.key(0), (2, 8, 6, 16))
+  hwoi = jax.random.normal(jax.random.key(1), (4, 4, 12, 16))
+  pads = ((1, 1), (1, 1))
+  hwio = lambda x, k: cpu._s2d_winograd(x, k.transpose(0, 1, 3, 2), 2, pads)  # noqa: E731
+  oi = lambda x, k: cpu._s2d_winograd(x, k, 2, pads, out_in=True)  # noqa: E731
+  np.testing.assert_allclose(oi(x, hwoi), hwio(x, hwoi), rtol=1e-5, atol=1e-5)
+  ct = jax.random.normal(jax.random.key(2), oi(x, hwoi).shape)
+  grad = lambda fn: jax.grad(lambda k: jnp.sum(fn(x, k) * ct))  # noqa: E731
+  np.testing.assert_allclose(grad(oi)(hwoi), grad(hwio)(hwoi), rtol=1e-4, atol=1e-4)
+
+  def channel_swaps(jaxpr):
+    n = 0
+    for e in jaxpr.eqns:
+      perm = e.params.get("permutation")
+      if e.primitive.name == "transpose" and perm[-2:] == (len(perm) - 1, len(perm) - 2):
+        n += 1
+      for v in e.params.values():  # custom_vjp and pjit bodies
+        sub = getattr(v, "jaxpr", v)
+        if hasattr(sub, "eqns"):
+          n += channel_swaps(sub)
+    return n
+  assert channel_swaps(jax.make_jaxpr(grad(oi))(hwoi).jaxpr) == 0
+  assert channel_swaps(jax.make_jaxpr(grad(hwio))(hwoi).jaxpr) > 0
+  # The transposed conv's backward pass through its adjoint: no channel swap either.
+  xt, w = _inputs(4, 4, 4, cin=16, cout=16, batch=2)
+  dy = jax.random.normal(jax.random.key(3), (2, 8, 8, 16))
+  back = jax.make_jaxpr(lambda x, w, dy: cpu._backward(x, w, dy, (2, 2), (8, 8)))(xt, w, dy)
+  assert channel_swaps(back.jaxpr) == 0
+
+
 # Transposed convs whose forward pass is the sub-pixel Winograd (5x5 at stride 2, >= 16 input
 # channels, >= 32 output channels): even, odd (19 outputs: an odd number of outputs per
 # phase, padded to whole tiles) and non-square sizes; and four that keep the col2im (4x4

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxgan import config as config_lib
@@ -154,3 +155,27 @@ def test_init_schemes():
   fan_in, fan_out = 3 * 3 * 16, 3 * 3 * 8
   assert abs(stds["xavier"] - (2 / (fan_in + fan_out)) ** 0.5) < 0.01
   assert abs(stds["default"] - (1 / fan_in) ** 0.5) < 0.01
+
+
+def test_latent_projection_is_the_einsum_of_a_1x1_conv_transpose_in_value_and_gradients():
+  # Radford's first layer (a k x k VALID transposed conv of the 1 x 1 latent) is one matmul
+  # against the HWNC kernel: y[b, h, w, c] = sum_n z[b, n] kernel[h, w, n, c].
+  from jaxgan.families import dcgan  # pylint: disable=g-import-not-at-top
+  layer = dcgan._LatentProjection(size=(4, 3), features=8, use_bias=True,
+                                  kernel_init=jax.nn.initializers.normal(1.0), dtype=jnp.float32)
+  z = jax.random.normal(jax.random.key(0), (5, 7))
+  params = layer.init(jax.random.key(1), z)
+  params = jax.tree.map(lambda p: p + 0.5, params)  # a nonzero bias
+  kernel, bias = params["params"]["kernel"], params["params"]["bias"]
+  assert kernel.shape == (4, 3, 7, 8)
+
+  def ref(params, z):
+    p = params["params"]
+    return (jnp.einsum("bn,hwnc->bhwc", z, p["kernel"]) + p["bias"]).reshape(5, -1)
+  np.testing.assert_allclose(layer.apply(params, z), ref(params, z), rtol=1e-5, atol=1e-5)
+  ct = jax.random.normal(jax.random.key(2), (5, 4 * 3 * 8))
+  grads = lambda fn: jax.grad(lambda p, z: jnp.sum(fn(p, z) * ct), argnums=(0, 1))(params, z)  # noqa: E731
+  got, want = grads(layer.apply), grads(ref)
+  for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5)
+  assert kernel.dtype == bias.dtype == jnp.float32

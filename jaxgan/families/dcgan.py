@@ -89,7 +89,7 @@ class Generator(nn.Module):
 
 
 class _LatentProjection(nn.Module):
-  """Radford's first layer: ConvTranspose(k=base, VALID) on a 1x1 latent, as an einsum."""
+  """Radford's first layer: ConvTranspose(k=base, VALID) on a 1x1 latent, as a matmul."""
   size: tuple[int, int]
   features: int
   use_bias: bool
@@ -100,7 +100,12 @@ class _LatentProjection(nn.Module):
   def __call__(self, z: Array) -> Array:
     kernel = self.param("kernel", self.kernel_init, (*self.size, z.shape[-1], self.features),
                         jnp.float32)
-    x = jnp.einsum("bn,hwnc->bhwc", z, kernel.astype(self.dtype))
+    # One [B, N] x [N, H*W*C] matmul, so that the kernel gradient is z^T dx (its rows move
+    # back to HWNC in runs of C); XLA:CPU ran the einsum's gradient through a strided
+    # transpose of dx (docs/performance.md).
+    (h, w), n = self.size, z.shape[-1]
+    flat = kernel.astype(self.dtype).transpose(2, 0, 1, 3).reshape(n, h * w * self.features)
+    x = (z.astype(self.dtype) @ flat).reshape(z.shape[0], h, w, self.features)
     if self.use_bias:
       x = x + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
     return x.reshape(z.shape[0], -1)

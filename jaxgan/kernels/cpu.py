@@ -331,10 +331,12 @@ def _winograd_backward(x, kernel, dy, s, pads):
   dx = C(dy), and the kernel gradient is C's kernel gradient at input dy and cotangent x,
   flipped back."""
   x = after(x, dy)
-  adjoint = lambda k: _s2d_winograd(dy, k, s, pads)  # noqa: E731
-  dx, pullback = jax.vjp(adjoint, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
+  # C's kernel is the flipped kernel with its channel axes swapped: given as HWOI, it is
+  # the flipped kernel itself, and so is its gradient.
+  adjoint = lambda k: _s2d_winograd(dy, k, s, pads, out_in=True)  # noqa: E731
+  dx, pullback = jax.vjp(adjoint, jnp.flip(kernel, (0, 1)))
   dk, = pullback(x)
-  return dx.astype(x.dtype), jnp.flip(dk, (0, 1)).transpose(0, 1, 3, 2).astype(kernel.dtype)
+  return dx.astype(x.dtype), jnp.flip(dk, (0, 1)).astype(kernel.dtype)
 
 
 def _backward(x, kernel, dy, strides, out_size):
@@ -442,14 +444,22 @@ def conv_path(x_shape, kernel_shape, strides, padding) -> str:
   return "s2d" if s2d_plan(x_shape, kernel_shape, strides, padding) is not None else "lax"
 
 
-def _space_to_depth(x: Array, kernel: Array, s: int, pads) -> tuple[Array, Array]:
+def _space_to_depth(x: Array, kernel: Array, s: int, pads,
+                    out_in: bool = False) -> tuple[Array, Array]:
   """The padded input as s x s blocks [B, H/s, W/s, s*s*Cin] and the kernel as the
   matching stride-1 kernel [k/s, k/s, s*s*Cin, Cout]: the stride-s conv is the plain
-  VALID correlation of the two."""
-  (k, _, cin, cout), b = kernel.shape, x.shape[0]
+  VALID correlation of the two. With `out_in`, the kernel is given and returned with its
+  channel axes swapped ([k, k, Cout, Cin] -> [k/s, k/s, Cout, s*s*Cin])."""
+  b, k, t = x.shape[0], kernel.shape[0], kernel.shape[0] // s
+  cin = kernel.shape[3 if out_in else 2]
   xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-  hs, ws, t = xp.shape[1] // s, xp.shape[2] // s, k // s
+  hs, ws = xp.shape[1] // s, xp.shape[2] // s
   blocks = xp.reshape(b, hs, s, ws, s, cin).transpose(0, 1, 3, 2, 4, 5).reshape(b, hs, ws, -1)
+  if out_in:
+    cout = kernel.shape[2]
+    w = kernel.reshape(t, s, t, s, cout, cin).transpose(0, 2, 4, 1, 3, 5)
+    return blocks, w.reshape(t, t, cout, s * s * cin)
+  cout = kernel.shape[3]
   w = kernel.reshape(t, s, t, s, cin, cout).transpose(0, 2, 1, 3, 4, 5)
   return blocks, w.reshape(t, t, s * s * cin, cout)
 
@@ -530,25 +540,36 @@ def _winograd_transform(x: Array, axis: int, matrix, windows: int | None = None)
   return jnp.stack([_combine(parts, row) for row in matrix], axis + (windows is not None))
 
 
-def _s2d_winograd(x: Array, kernel: Array, s: int, pads) -> Array:
+def _s2d_winograd(x: Array, kernel: Array, s: int, pads, out_in: bool = False) -> Array:
   """The stride-s convolution (pads from `winograd_plan`) as the t x t VALID correlation of
   the space-to-depth blocks with the kernel zero-padded to t*s taps, by Winograd's
   F(2x2, txt): per 2x2 output tile, (t+1)^2 products of transformed input tiles and the
   transformed kernel instead of 4t^2, as (t+1)^2 batched [tiles, s*s*Cin] x [s*s*Cin, Cout]
   matmuls: 9/16 of the direct FLOPs for a 4x4 kernel at stride 2, 16/25 for a 5x5 one.
   Exact in real arithmetic; the transforms' entries are 0, +-1 and +-1/2, so its rounding is
-  close to a direct sum's (tests/layers_test.py)."""
+  close to a direct sum's (tests/layers_test.py).
+
+  With `out_in` the kernel is [k, k, Cout, Cin] (HWOI) and stays in that order through the
+  transforms and the products (the matmuls read it transposed), so that its gradient comes
+  out in that order too: the transposed conv's adjoint has its kernel's channel axes swapped,
+  and swapping them back after the gradient cost one strided copy per consumer (about 11 ms
+  each, three consumers, for radford64's 4x4x512 -> 8x8x256 layer; docs/performance.md)."""
   k, s_taps = kernel.shape[0], -(-kernel.shape[0] // s) * s
   kernel = jnp.pad(kernel, ((0, s_taps - k), (0, s_taps - k), (0, 0), (0, 0)))
-  blocks, w = _space_to_depth(x, kernel, s, pads)
-  (b, hs, ws, c), t, cout = blocks.shape, w.shape[0], w.shape[-1]
+  blocks, w = _space_to_depth(x, kernel, s, pads, out_in)
+  (b, hs, ws, c), t = blocks.shape, w.shape[0]
+  cout = w.shape[2] if out_in else w.shape[3]
   f, p = _WINOGRAD[t], (t + 1) ** 2
   th, tw = (hs - t + 1) // 2, (ws - t + 1) // 2
   v = _winograd_transform(blocks, 1, f["BT"], th)  # [b, th, t+1, ws, c]
   v = _winograd_transform(v, 3, f["BT"], tw)  # [b, th, t+1, tw, t+1, c]
   v = v.transpose(2, 4, 0, 1, 3, 5).reshape(p, b * th * tw, c)
-  u = _winograd_transform(_winograd_transform(w, 0, f["G"]), 1, f["G"]).reshape(p, c, cout)
-  m = jnp.einsum("prc,pcd->prd", v, u).reshape(t + 1, t + 1, b, th, tw, cout)
+  u = _winograd_transform(_winograd_transform(w, 0, f["G"]), 1, f["G"])
+  if out_in:
+    m = jnp.einsum("prc,pdc->prd", v, u.reshape(p, cout, c))
+  else:
+    m = jnp.einsum("prc,pcd->prd", v, u.reshape(p, c, cout))
+  m = m.reshape(t + 1, t + 1, b, th, tw, cout)
   y = _winograd_transform(_winograd_transform(m, 0, f["AT"]), 1, f["AT"])  # [2, 2, b, th, tw, cout]
   return y.transpose(2, 3, 0, 4, 1, 5).reshape(b, 2 * th, 2 * tw, cout)
 
