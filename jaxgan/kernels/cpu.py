@@ -25,12 +25,13 @@ WINOGRAD_MIN_CHANNELS input channels), `conv` takes its forward pass and kernel 
 from it, and the transposed conv takes both gradients from the Winograd conv of its adjoint
 (`_winograd_adjoint`).
 
-The transposed conv's forward pass is Winograd's too where `subpixel_plan` applies (5x5
-kernels at stride 2, at least 32 output channels): all output phases read one 3x3 window of
-inputs, so the layer is one 3x3 stride-1 correlation with the phases' kernels stacked on
-the output channels, which F(2x2, 3x3) computes with 16 products per input pixel instead of
-the col2im's 25 (`_subpixel_winograd`); elsewhere (4x4 kernels, whose window of 3 saves
-nothing, and layers with few outputs) it stays the col2im.
+The transposed conv's forward pass is Winograd's too where `subpixel_plan` applies (4x4 and
+5x5 kernels at stride 2, at least 32 output channels): all output phases read one 3x3
+window of inputs, so the layer is one 3x3 stride-1 correlation with the phases' kernels
+stacked on the output channels, which F(4x4, 3x3) computes with 9 products per input pixel
+(on maps of at least 16x16) and F(2x2, 3x3) with 16, instead of the col2im's 16 (4x4) or
+25 (5x5) (`_subpixel_winograd`); elsewhere (4x4 kernels on smaller maps, layers with few
+outputs) it stays the col2im.
 
 `add_bias`: y + bias whose bias gradient is a matmul with a ones vector.
 
@@ -85,7 +86,7 @@ def _row_gap_layout(x: Array, offsets: list[int], q: int) -> tuple[Array, int]:
   return jnp.pad(flat, ((g, tail),) + ((0, 0),) * (x.ndim - 2)), g
 
 
-TAP_BUDGET = 256 * 2**20  # bytes of tap tensor per batch slice (docs/performance.md)
+TAP_BUDGET = 128 * 2**20  # bytes of tap tensor per batch slice (docs/performance.md)
 _budget = [TAP_BUDGET]  # what `conv_transpose` uses by default; `tap_budget` sets it
 
 
@@ -111,13 +112,14 @@ def batch_chunks(batch: int, nbytes: int, budget: int = TAP_BUDGET) -> int:
 def tap_bytes(x_shape, kernel_shape, strides, out_size, itemsize: int) -> int:
   """Bytes of the forward pass's largest temporaries: the col2im's tap tensor [B, H, W, kh,
   kw, Cout], or on the `subpixel_plan` path Winograd's batched matmul, its transformed
-  input [(t+1)^2, B * tiles, Cin] and its products [(t+1)^2, B * tiles, sh*sw*Cout]."""
+  input [(m+t-1)^2, B * tiles, Cin] and its products [(m+t-1)^2, B * tiles, sh*sw*Cout]."""
   (kh, kw, cin, cout), (sh, sw), (b, h, w) = kernel_shape, strides, x_shape[:3]
   plan = subpixel_plan(x_shape, kernel_shape, strides, out_size)
   if plan is None:
     return b * h * w * kh * kw * cout * itemsize
-  tiles = -(-out_size[0] // (2 * sh)) * -(-out_size[1] // (2 * sw))
-  return (plan[0] + 1) ** 2 * b * tiles * (cin + sh * sw * cout) * itemsize
+  t, m = plan[0], plan[3]
+  tiles = -(-out_size[0] // (m * sh)) * -(-out_size[1] // (m * sw))
+  return (m + t - 1) ** 2 * b * tiles * (cin + sh * sw * cout) * itemsize
 
 
 def conv_transpose(x: Array, kernel: Array, strides: tuple[int, int],
@@ -184,22 +186,27 @@ def over_chunks(f, arrays: tuple[Array, ...], chunks: int, summed: int = 0) -> t
 
 
 SUBPIXEL_MIN_OUT_CHANNELS = 32  # from which the transposed conv's forward takes `subpixel_plan`
+SUBPIXEL_F4_MIN_SIZE = 16  # input height and width from which it takes 4x4 output tiles
 
 
-def subpixel_plan(x_shape, kernel_shape, strides, out_size) -> tuple[int, int, int] | None:
-  """(t, dmin_h, dmin_w) where the transposed conv's forward pass is `_subpixel_winograd`;
-  None elsewhere.
+def subpixel_plan(x_shape, kernel_shape, strides,
+                  out_size) -> tuple[int, int, int, int] | None:
+  """(t, dmin_h, dmin_w, m) where the transposed conv's forward pass is
+  `_subpixel_winograd`; None elsewhere.
 
   Output phase r of a stride-s transposed conv reads the inputs x[q + d] for its taps'
   offsets d (`_tap_plan`). Where every phase's offsets lie in one window of t = 2 or 3
   offsets from dmin, the same on both axes (a 5x5 kernel at stride 2: phases of 2 and 3 taps
   in offsets -1..1), the layer is a t x t stride-1 correlation of the shifted input with all
   sh*sw phases' kernels stacked on the output channels, then depth to space; Winograd's
-  F(2x2, txt) takes (t+1)^2 products per 2x2 tile of each phase, so sh*sw*(t+1)^2/4 per
-  input pixel against kh*kw for the col2im. It applies where that is fewer (5x5 at stride
-  2: 16 of 25; not 4x4, whose window of 3 gives 16 of 16), x has at least
-  WINOGRAD_MIN_CHANNELS channels and the layer at least SUBPIXEL_MIN_OUT_CHANNELS outputs:
-  with fewer, the transforms cost more than the products saved (docs/performance.md)."""
+  F(mxm, txt) takes (m+t-1)^2 products per m x m tile of each phase, so
+  sh*sw*(m+t-1)^2/m^2 per input pixel against kh*kw for the col2im. The tiles are 4x4
+  (m = 4, F(4x4, 3x3)) where t = 3 and the input is at least SUBPIXEL_F4_MIN_SIZE on both
+  axes, else 2x2: on smaller maps the few tiles make the (m+t-1)^2 matmuls too small. It
+  applies where that is fewer products (5x5 at stride 2: 16 of 25 with 2x2 tiles, 9 of 25
+  with 4x4; 4x4 kernels only with 4x4 tiles, 9 of 16), x has at least WINOGRAD_MIN_CHANNELS
+  channels and the layer at least SUBPIXEL_MIN_OUT_CHANNELS outputs: with fewer, the
+  transforms cost more than the products saved (docs/performance.md)."""
   (kh, kw, cin, cout), (sh, sw) = kernel_shape, tuple(strides)
   if len(x_shape) != 4 or cin < WINOGRAD_MIN_CHANNELS or cout < SUBPIXEL_MIN_OUT_CHANNELS:
     return None
@@ -210,9 +217,10 @@ def subpixel_plan(x_shape, kernel_shape, strides, out_size) -> tuple[int, int, i
       return None
     windows.append((min(offsets), max(offsets) - min(offsets) + 1))
   (dmin_h, t), (dmin_w, t_w) = windows
-  if t != t_w or t not in _WINOGRAD or sh * sw * (t + 1) ** 2 >= 4 * kh * kw:
+  m = 4 if t == 3 and min(x_shape[1:3]) >= SUBPIXEL_F4_MIN_SIZE else 2
+  if t != t_w or (m, t) not in _WINOGRAD or sh * sw * (m + t - 1) ** 2 >= m * m * kh * kw:
     return None
-  return t, dmin_h, dmin_w
+  return t, dmin_h, dmin_w, m
 
 
 def _subpixel_kernel(kernel: Array, strides, x_shape, out_size, t: int, dmins) -> Array:
@@ -234,19 +242,19 @@ def _subpixel_kernel(kernel: Array, strides, x_shape, out_size, t: int, dmins) -
 
 def _subpixel_winograd(x: Array, kernel: Array, strides: tuple[int, int],
                        out_size: tuple[int, int], plan) -> Array:
-  """The transposed conv's forward pass where `subpixel_plan` gives (t, dmin_h, dmin_w): the
-  input shifted by dmin and zero-padded to an even number of 2x2 tiles per phase, F(2x2, txt)
+  """The transposed conv's forward pass where `subpixel_plan` gives (t, dmin_h, dmin_w, m):
+  the input shifted by dmin and zero-padded to whole m x m tiles per phase, F(mxm, txt)
   against the stacked phase kernels (`_s2d_winograd` at stride 1), then depth to space."""
   cout, (sh, sw), (b, h, w) = kernel.shape[3], strides, x.shape[:3]
-  t, dmin_h, dmin_w = plan
+  t, dmin_h, dmin_w, m = plan
   qh, qw = -(-out_size[0] // sh), -(-out_size[1] // sw)
-  eh, ew = qh + qh % 2, qw + qw % 2  # outputs per phase, rounded up to whole 2x2 tiles
+  eh, ew = -(-qh // m) * m, -(-qw // m) * m  # outputs per phase, in whole m x m tiles
   # xp[i] = x[i + dmin] for i < e + t - 1 (lax.pad crops where a pad is negative).
   xp = jax.lax.pad(x, jnp.zeros((), x.dtype),
                    ((0, 0, 0), (-dmin_h, eh + t - 1 + dmin_h - h, 0),
                     (-dmin_w, ew + t - 1 + dmin_w - w, 0), (0, 0, 0)))
   g = _subpixel_kernel(kernel, strides, x.shape, out_size, t, (dmin_h, dmin_w))
-  z = _s2d_winograd(xp, g, 1, ((0, 0), (0, 0)))  # [b, eh, ew, sh*sw*cout]
+  z = _s2d_winograd(xp, g, 1, ((0, 0), (0, 0)), tile=m)  # [b, eh, ew, sh*sw*cout]
   y = z.reshape(b, eh, ew, sh, sw, cout).transpose(0, 1, 3, 2, 4, 5)
   return y.reshape(b, eh * sh, ew * sw, cout)[:, :out_size[0], :out_size[1]]
 
@@ -502,15 +510,22 @@ def winograd_plan(x_shape, kernel_shape, strides, padding) -> tuple[int, tuple] 
   return sh, pads
 
 
-# Winograd's F(2, t) for t = 2 and 3 taps (Lavin & Gray 2016; points 0, 1, inf and 0, 1,
-# -1, inf): y = A^T [(G g) * (B^T d)] is the correlation y_i = sum_k d_{i+k} g_k of 2 outputs.
+# Winograd's F(m, t), keyed (m, t): F(2, 2), F(2, 3) and F(4, 3) (Lavin & Gray 2016; points
+# 0, 1, inf; 0, 1, -1, inf; 0, 1, -1, 2, -2, inf): y = A^T [(G g) * (B^T d)] is the
+# correlation y_i = sum_k d_{i+k} g_k of m outputs from m + t - 1 inputs.
 _WINOGRAD = {
-    2: {"BT": ((1, -1, 0), (0, 1, 0), (0, -1, 1)),
-        "G": ((1, 0), (1, 1), (0, 1)),
-        "AT": ((1, 1, 0), (0, 1, 1))},
-    3: {"BT": ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
-        "G": ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1)),
-        "AT": ((1, 1, 1, 0), (0, 1, -1, -1))},
+    (2, 2): {"BT": ((1, -1, 0), (0, 1, 0), (0, -1, 1)),
+             "G": ((1, 0), (1, 1), (0, 1)),
+             "AT": ((1, 1, 0), (0, 1, 1))},
+    (2, 3): {"BT": ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
+             "G": ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1)),
+             "AT": ((1, 1, 1, 0), (0, 1, -1, -1))},
+    (4, 3): {"BT": ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
+                    (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1)),
+             "G": ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
+                   (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1)),
+             "AT": ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0),
+                    (0, 1, -1, 8, -8, 1))},
 }
 
 
@@ -528,26 +543,33 @@ def _combine(parts: list[Array], coeffs) -> Array:
   return out
 
 
-def _winograd_transform(x: Array, axis: int, matrix, windows: int | None = None) -> Array:
+def _winograd_transform(x: Array, axis: int, matrix, windows: int | None = None,
+                        tile: int = 2) -> Array:
   """Applies `matrix` [p, n] along `axis`: with `windows`, to the n strided windows
-  x[j + 2i] (i < windows) of each tile (the input transform); without, to the axis itself
-  (size n: the kernel and output transforms). The p results are a new axis after `axis`."""
+  x[j + tile*i] (i < windows) of each tile (the input transform); without, to the axis
+  itself (size n: the kernel and output transforms). The p results are a new axis after
+  `axis`."""
   n = len(matrix[0])
   if windows is None:
     parts = [jax.lax.index_in_dim(x, j, axis, keepdims=False) for j in range(n)]
   else:
-    parts = [jax.lax.slice_in_dim(x, j, j + 2 * windows - 1, 2, axis) for j in range(n)]
+    parts = [jax.lax.slice_in_dim(x, j, j + tile * (windows - 1) + 1, tile, axis)
+             for j in range(n)]
   return jnp.stack([_combine(parts, row) for row in matrix], axis + (windows is not None))
 
 
-def _s2d_winograd(x: Array, kernel: Array, s: int, pads, out_in: bool = False) -> Array:
+def _s2d_winograd(x: Array, kernel: Array, s: int, pads, out_in: bool = False,
+                  tile: int = 2) -> Array:
   """The stride-s convolution (pads from `winograd_plan`) as the t x t VALID correlation of
   the space-to-depth blocks with the kernel zero-padded to t*s taps, by Winograd's
   F(2x2, txt): per 2x2 output tile, (t+1)^2 products of transformed input tiles and the
   transformed kernel instead of 4t^2, as (t+1)^2 batched [tiles, s*s*Cin] x [s*s*Cin, Cout]
   matmuls: 9/16 of the direct FLOPs for a 4x4 kernel at stride 2, 16/25 for a 5x5 one.
   Exact in real arithmetic; the transforms' entries are 0, +-1 and +-1/2, so its rounding is
-  close to a direct sum's (tests/layers_test.py).
+  close to a direct sum's (tests/layers_test.py). With `tile` = 4 (F(4x4, 3x3), t = 3 only;
+  the sub-pixel forward, `subpixel_plan`), 36 products per 4x4 tile instead of 64 per four
+  2x2 tiles; its transforms' entries reach 8 and 1/24, so its rounding is about ten times
+  a direct sum's.
 
   With `out_in` the kernel is [k, k, Cout, Cin] (HWOI) and stays in that order through the
   transforms and the products (the matmuls read it transposed), so that its gradient comes
@@ -559,19 +581,19 @@ def _s2d_winograd(x: Array, kernel: Array, s: int, pads, out_in: bool = False) -
   blocks, w = _space_to_depth(x, kernel, s, pads, out_in)
   (b, hs, ws, c), t = blocks.shape, w.shape[0]
   cout = w.shape[2] if out_in else w.shape[3]
-  f, p = _WINOGRAD[t], (t + 1) ** 2
-  th, tw = (hs - t + 1) // 2, (ws - t + 1) // 2
-  v = _winograd_transform(blocks, 1, f["BT"], th)  # [b, th, t+1, ws, c]
-  v = _winograd_transform(v, 3, f["BT"], tw)  # [b, th, t+1, tw, t+1, c]
+  f, n = _WINOGRAD[tile, t], tile + t - 1
+  p, th, tw = n * n, (hs - t + 1) // tile, (ws - t + 1) // tile
+  v = _winograd_transform(blocks, 1, f["BT"], th, tile)  # [b, th, n, ws, c]
+  v = _winograd_transform(v, 3, f["BT"], tw, tile)  # [b, th, n, tw, n, c]
   v = v.transpose(2, 4, 0, 1, 3, 5).reshape(p, b * th * tw, c)
   u = _winograd_transform(_winograd_transform(w, 0, f["G"]), 1, f["G"])
   if out_in:
     m = jnp.einsum("prc,pdc->prd", v, u.reshape(p, cout, c))
   else:
     m = jnp.einsum("prc,pcd->prd", v, u.reshape(p, c, cout))
-  m = m.reshape(t + 1, t + 1, b, th, tw, cout)
-  y = _winograd_transform(_winograd_transform(m, 0, f["AT"]), 1, f["AT"])  # [2, 2, b, th, tw, cout]
-  return y.transpose(2, 3, 0, 4, 1, 5).reshape(b, 2 * th, 2 * tw, cout)
+  m = m.reshape(n, n, b, th, tw, cout)
+  y = _winograd_transform(_winograd_transform(m, 0, f["AT"]), 1, f["AT"])  # [tile, tile, b, th, tw, cout]
+  return y.transpose(2, 3, 0, 4, 1, 5).reshape(b, tile * th, tile * tw, cout)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
