@@ -574,8 +574,8 @@ def _s2d_winograd(x: Array, kernel: Array, s: int, pads, out_in: bool = False,
   With `out_in` the kernel is [k, k, Cout, Cin] (HWOI) and stays in that order through the
   transforms and the products (the matmuls read it transposed), so that its gradient comes
   out in that order too: the transposed conv's adjoint has its kernel's channel axes swapped,
-  and swapping them back after the gradient cost one strided copy per consumer (about 11 ms
-  each, three consumers, for radford64's 4x4x512 -> 8x8x256 layer; docs/performance.md)."""
+  and swapping them back after the gradient cost a strided copy in each of the gradient's
+  consumers (docs/pitfalls.md)."""
   k, s_taps = kernel.shape[0], -(-kernel.shape[0] // s) * s
   kernel = jnp.pad(kernel, ((0, s_taps - k), (0, s_taps - k), (0, 0), (0, 0)))
   blocks, w = _space_to_depth(x, kernel, s, pads, out_in)
@@ -592,7 +592,7 @@ def _s2d_winograd(x: Array, kernel: Array, s: int, pads, out_in: bool = False,
   else:
     m = jnp.einsum("prc,pcd->prd", v, u.reshape(p, c, cout))
   m = m.reshape(n, n, b, th, tw, cout)
-  y = _winograd_transform(_winograd_transform(m, 0, f["AT"]), 1, f["AT"])  # [tile, tile, b, th, tw, cout]
+  y = _winograd_transform(_winograd_transform(m, 0, f["AT"]), 1, f["AT"])  # [tile, tile, b, ...]
   return y.transpose(2, 3, 0, 4, 1, 5).reshape(b, tile * th, tile * tw, cout)
 
 
