@@ -1,7 +1,7 @@
 """Host memory allocation for XLA:CPU steps: glibc's defaults, or keep freed memory.
 
 XLA:CPU allocates one temporary buffer per execution of a compiled program and frees it
-when the execution ends (about 1.1 GB for the configs/dcgan128.py step at batch 32). glibc's
+when the execution ends (about 0.9 GB for the configs/dcgan128.py step at batch 32). glibc's
 malloc serves every block above 32 MiB with a fresh `mmap` and returns it with `munmap`,
 so each step page-faults its whole working set again (about 300,000 minor faults per
 dcgan128 step in 4 KiB pages). That is the default, with glibc's huge-page tunable where the

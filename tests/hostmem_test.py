@@ -1,5 +1,5 @@
-"""jaxgan.hostmem: glibc's default setting, keeping the step's freed temporaries (no page
-faults on repeated executions), huge pages by restart, and the heap's releases."""
+"""jaxgan.hostmem: the default setting (glibc's defaults), keep mode (freed temporaries
+kept: no page faults on repeated executions), huge pages by restart, the heap's releases."""
 
 import os
 import platform
