@@ -172,13 +172,19 @@ def test_strided_conv_equals_lax_in_value_and_both_gradients(h, w, k, s, padding
     assert multiplies < int(np.prod(ref(x, kernel).shape)) * k * k * cin  # fewer than direct
 
 
-@pytest.mark.parametrize("k", [4, 5])  # dx by the s2d matmul (4x4) or by Winograd (5x5)
-def test_winograd_conv_second_order_gradient_equals_lax(k):
+# (size, kernel, cin, cout): dx by the s2d matmul (4x4), by Winograd (5x5), by the
+# transposed conv's sub-pixel forward (32x32 inputs, 16 or more outputs).
+@pytest.mark.parametrize("size,k,cin,cout", [(8, 4, 16, 6), (8, 5, 16, 6), (32, 4, 32, 16),
+                                             (32, 5, 32, 16)])
+def test_winograd_conv_second_order_gradient_equals_lax(size, k, cin, cout):
   # A gradient penalty differentiates D's input gradient again (R1, WGAN-GP, DRAGAN).
-  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
-  kernel = 0.1 * jax.random.normal(jax.random.key(1), (k, k, 16, 6))  # tanh not saturated
+  x = jax.random.normal(jax.random.key(0), (2, size, size, cin))
+  kernel = 0.1 * jax.random.normal(jax.random.key(1), (k, k, cin, cout))  # tanh not saturated
   dn = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, DN)
   assert cpu.conv_path(x.shape, kernel.shape, (2, 2), "SAME") == "winograd"
+  plan = cpu.winograd_plan(x.shape, kernel.shape, (2, 2), "SAME")
+  subpixel = cpu._subpixel_input_grad_plan(x.shape, kernel.shape, *plan)
+  assert (subpixel is not None) == (size == 32)
 
   def penalty(conv):
     d = lambda x, k: jnp.sum(jnp.tanh(conv(x, k, (2, 2), "SAME", dimension_numbers=dn)))  # noqa: E731
@@ -187,6 +193,46 @@ def test_winograd_conv_second_order_gradient_equals_lax(k):
   ref = jax.grad(penalty(jax.lax.conv_general_dilated), argnums=(0, 1))(x, kernel)
   for g_got, g_ref in zip(got, ref):
     np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-3)
+
+
+# (h, w, kernel, padding, sub-pixel): D's layers from 32x32 (4x4 and 5x5 kernels, square and
+# not); and where dx keeps the s2d matmul: 8x8 maps of dy, VALID pads.
+SUBPIXEL_DX = [(32, 32, 4, "SAME", True), (32, 40, 4, "SAME", True), (32, 32, 5, "SAME", True),
+               (16, 16, 4, "SAME", False), (34, 34, 4, "VALID", False)]
+
+
+@pytest.mark.parametrize("h,w,k,padding,subpixel", SUBPIXEL_DX)
+def test_winograd_conv_input_gradient_by_the_subpixel_forward_equals_lax(h, w, k, padding,
+                                                                        subpixel):
+  x = jax.random.normal(jax.random.key(0), (2, h, w, 32))
+  kernel = jax.random.normal(jax.random.key(1), (k, k, 32, 16))
+  dn = jax.lax.conv_dimension_numbers(x.shape, kernel.shape, DN)
+  plan = cpu.winograd_plan(x.shape, kernel.shape, (2, 2), padding)
+  assert plan is not None
+  dx_plan = cpu._subpixel_input_grad_plan(x.shape, kernel.shape, *plan)
+  assert (dx_plan is not None) == subpixel
+  if subpixel:  # F(4x4, 3x3): 4 phases x 36 products per 4x4 tile, 9 per pixel of dy
+    assert dx_plan[3] == 4
+  ref = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
+      x, k, (2, 2), padding, dimension_numbers=DN)
+  got = lambda x, k: cpu.conv(x, k, (2, 2), padding, dimension_numbers=dn)  # noqa: E731
+  y = ref(x, kernel)
+  ct = jax.random.normal(jax.random.key(2), y.shape)
+  dx = lambda fn: jax.grad(lambda x: jnp.sum(fn(x, kernel) * ct))  # noqa: E731
+  want = dx(ref)(x)
+  # F(4x4, 3x3) rounds to about 1e-5 of the gradient's scale (see the sub-pixel forward test).
+  np.testing.assert_allclose(dx(got)(x), want, rtol=1e-5,
+                             atol=max(1e-4, 2e-5 * float(jnp.abs(want).max())))
+  # Products of the input gradient (the backward pass's less the kernel gradient's): the
+  # sub-pixel forward's 9 per pixel of dy and channel pair; the s2d matmul's k*k, and its
+  # forward again in the jaxpr (XLA drops it).
+  s, pads = plan
+  bwd = lambda x, k, ct: cpu._conv_winograd_bwd(s, pads, (x, k), ct)  # noqa: E731
+  kernel_grad = lambda x, k, ct: jax.vjp(  # noqa: E731
+      lambda k: cpu._s2d_winograd(x, k, s, pads), k)[1](ct)
+  count = lambda fn: _dot_multiplies(jax.make_jaxpr(fn)(x, kernel, ct).jaxpr)  # noqa: E731
+  assert count(bwd) - count(kernel_grad) == int(np.prod(y.shape)) * 32 * (9 if subpixel else
+                                                                          2 * k * k)
 
 
 # Transposed convs whose gradients come from the Winograd adjoint (even input sizes, >= 16

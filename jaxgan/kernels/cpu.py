@@ -23,7 +23,8 @@ Winograd computes each 2x2 output tile with 9 products instead of 16 (4x4 kernel
 instead of 25 (5x5). Where `winograd_plan` applies (even output sizes, at least
 WINOGRAD_MIN_CHANNELS input channels), `conv` takes its forward pass and kernel gradient
 from it, and the transposed conv takes both gradients from the Winograd conv of its adjoint
-(`_winograd_adjoint`).
+(`_winograd_adjoint`). Conversely, that conv's input gradient is a transposed conv, which
+takes the sub-pixel forward below where it applies (`_subpixel_input_grad_plan`).
 
 The transposed conv's forward pass is Winograd's too where `subpixel_plan` applies (4x4 and
 5x5 kernels at stride 2, at least 32 output channels): all output phases read one 3x3
@@ -599,9 +600,11 @@ def _s2d_winograd(x: Array, kernel: Array, s: int, pads, out_in: bool = False,
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv_winograd(x: Array, kernel: Array, s: int, pads) -> Array:
   """A stride-s NHWC/HWIO convolution where `winograd_plan` gives (s, pads): the forward
-  pass and the kernel gradient are `_s2d_winograd`'s; the input gradient is the
-  space-to-depth matmul's where s divides the kernel (measured level or faster), else
-  Winograd's too."""
+  pass and the kernel gradient are `_s2d_winograd`'s. The input gradient is the transposed
+  conv of dy to x's size, by its sub-pixel Winograd forward, where `subpixel_plan` applies
+  to that (`_subpixel_input_grad_plan`: dy of at least 16x16, 9 products per pixel of dy
+  instead of 16 or 25); else the space-to-depth matmul's where s divides the kernel
+  (measured level or faster), else Winograd's too."""
   return _s2d_winograd(x, kernel, s, pads)
 
 
@@ -609,10 +612,26 @@ def _conv_winograd_fwd(x, kernel, s, pads):
   return _s2d_winograd(x, kernel, s, pads), (x, kernel)
 
 
+def _subpixel_input_grad_plan(x_shape, kernel_shape, s: int, pads):
+  """`subpixel_plan` of the conv's input gradient taken as the transposed conv of dy (the
+  kernel flipped, its channel axes swapped) to x's size, where the conv's pads (from
+  `winograd_plan`) are SAME's: that transposed conv is the adjoint of a SAME conv
+  (`_winograd_adjoint`). None elsewhere."""
+  kh, cin, cout = kernel_shape[0], kernel_shape[2], kernel_shape[3]
+  extra = -(-kh // s) * s - kh  # winograd_plan's added high pad
+  if any((lo, hi - extra) != _same_pads(n, kh, s) for n, (lo, hi) in zip(x_shape[1:3], pads)):
+    return None
+  dy_shape = (x_shape[0], *(-(-n // s) for n in x_shape[1:3]), cout)
+  return subpixel_plan(dy_shape, (kh, kh, cout, cin), (s, s), x_shape[1:3])
+
+
 def _conv_winograd_bwd(s, pads, res, dy):
   x, kernel = res
   dkernel, = jax.vjp(lambda k: _s2d_winograd(x, k, s, pads), kernel)[1](dy)
-  if kernel.shape[0] % s:
+  if _subpixel_input_grad_plan(x.shape, kernel.shape, s, pads) is not None:
+    adjoint = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+    dx = conv_transpose(dy, adjoint, (s, s), x.shape[1:3])
+  elif kernel.shape[0] % s:
     dx, = jax.vjp(lambda x: _s2d_winograd(x, kernel, s, pads), x)[1](dy)
   else:
     dx, = jax.vjp(lambda x: _s2d_matmul(x, kernel, s, pads), x)[1](dy)
