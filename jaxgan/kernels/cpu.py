@@ -602,9 +602,10 @@ def conv_winograd(x: Array, kernel: Array, s: int, pads) -> Array:
   """A stride-s NHWC/HWIO convolution where `winograd_plan` gives (s, pads): the forward
   pass and the kernel gradient are `_s2d_winograd`'s. The input gradient is the transposed
   conv of dy to x's size, by its sub-pixel Winograd forward, where `subpixel_plan` applies
-  to that (`_subpixel_input_grad_plan`: dy of at least 16x16, 9 products per pixel of dy
-  instead of 16 or 25); else the space-to-depth matmul's where s divides the kernel
-  (measured level or faster), else Winograd's too."""
+  to that (`_subpixel_input_grad_plan`: 4x4 kernels at stride 2 on dy of at least 16x16,
+  9 products per pixel of dy instead of 16; 5x5 ones, 9 there and 16 on smaller maps,
+  against 16 by Winograd's autodiff); else the space-to-depth matmul's where s divides the
+  kernel (measured level or faster), else Winograd's too."""
   return _s2d_winograd(x, kernel, s, pads)
 
 
