@@ -31,7 +31,9 @@ Conv formulations:
             by jaxgan's col2im (one matmul + col2im)
   winograd  space-to-depth(2), then Winograd's F(2x2, 2x2) (`jaxgan.kernels.cpu._s2d_winograd`:
             9 batched matmuls, 9/16 of the FLOPs); autodiff
-  jaxgan    `jaxgan.kernels.cpu.conv`, jaxgan's CPU path: winograd's forward and dw, s2d_mm's dx
+  jaxgan    `jaxgan.kernels.cpu.conv`, jaxgan's CPU path: winograd's forward and dw; dx the
+            transposed conv of dy by the sub-pixel Winograd forward where that applies (dy of
+            at least 16x16), else s2d_mm's
 
 With --torch_python, benchmarks/layer_profile_torch.py runs as a server process and the same
 layer pass in PyTorch (F.conv2d / F.conv_transpose2d, NCHW, 2 threads) is timed in the same
