@@ -291,6 +291,41 @@ def test_winograd_with_hwoi_kernel_equals_hwio_and_keeps_its_gradient_in_hwoi():
   assert channel_swaps(back.jaxpr) == 0
 
 
+def _primitives(jaxpr) -> set:
+  names = set()
+  for e in jaxpr.eqns:
+    names.add(e.primitive.name)
+    for v in e.params.values():  # custom_vjp and pjit bodies
+      sub = getattr(v, "jaxpr", v)
+      if hasattr(sub, "eqns"):
+        names |= _primitives(sub)
+  return names
+
+
+@pytest.mark.parametrize("key,name", [((2, 2), "G"), ((2, 2), "AT"), ((2, 3), "AT"),
+                                      ((4, 3), "G"), ((4, 3), "AT")])
+@pytest.mark.parametrize("axis", [0, 2])
+def test_winograd_axis_transform_and_its_adjoint_are_the_matrix_and_its_transpose(key, name,
+                                                                                  axis):
+  # The kernel and output transforms, their gradient (the transposed matrix, as one stack of
+  # combined slices: no pads, which autodiff's adjoint of the slices is) and the gradient's
+  # own gradient (gradient penalties), against the dense matrix by tensordot.
+  matrix = cpu._WINOGRAD[key][name]
+  dense = jnp.asarray(matrix, jnp.float32)
+  shape = [5, 3, 7]
+  shape[axis] = len(matrix[0])
+  x = jax.random.normal(jax.random.key(0), shape)
+  fn = lambda x: cpu._winograd_transform(x, axis, matrix)  # noqa: E731
+  ref = lambda x: jnp.moveaxis(jnp.tensordot(dense, x, axes=([1], [axis])), 0, axis)  # noqa: E731
+  np.testing.assert_allclose(fn(x), ref(x), rtol=1e-6, atol=1e-6)
+  g = jax.random.normal(jax.random.key(1), ref(x).shape)
+  pullback = lambda g: jax.vjp(fn, x)[1](g)[0]  # noqa: E731
+  np.testing.assert_allclose(pullback(g), jax.vjp(ref, x)[1](g)[0], rtol=1e-6, atol=1e-6)
+  assert "pad" not in _primitives(jax.make_jaxpr(pullback)(g).jaxpr)
+  h = jax.random.normal(jax.random.key(2), x.shape)
+  np.testing.assert_allclose(jax.vjp(pullback, g)[1](h)[0], ref(h), rtol=1e-6, atol=1e-6)
+
+
 # Transposed convs whose forward pass is the sub-pixel Winograd (5x5 at stride 2, >= 16 input
 # channels, >= 32 output channels; 4x4 and 5x5 with 4x4 tiles from 16x16 inputs): even, odd
 # (19 and 33 outputs: an odd number of outputs per phase, padded to whole tiles) and

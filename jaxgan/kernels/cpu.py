@@ -548,15 +548,29 @@ def _winograd_transform(x: Array, axis: int, matrix, windows: int | None = None,
                         tile: int = 2) -> Array:
   """Applies `matrix` [p, n] along `axis`: with `windows`, to the n strided windows
   x[j + tile*i] (i < windows) of each tile (the input transform); without, to the axis
-  itself (size n: the kernel and output transforms). The p results are a new axis after
-  `axis`."""
-  n = len(matrix[0])
+  itself (size n: the kernel and output transforms; `_axis_transform`). The p results are a
+  new axis after `axis`."""
   if windows is None:
-    parts = [jax.lax.index_in_dim(x, j, axis, keepdims=False) for j in range(n)]
-  else:
-    parts = [jax.lax.slice_in_dim(x, j, j + tile * (windows - 1) + 1, tile, axis)
-             for j in range(n)]
-  return jnp.stack([_combine(parts, row) for row in matrix], axis + (windows is not None))
+    return _axis_transform(x, axis, tuple(map(tuple, matrix)))
+  parts = [jax.lax.slice_in_dim(x, j, j + tile * (windows - 1) + 1, tile, axis)
+           for j in range(len(matrix[0]))]
+  return jnp.stack([_combine(parts, row) for row in matrix], axis + 1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _axis_transform(x: Array, axis: int, matrix) -> Array:
+  """`matrix` [p, n] applied along `axis` (of size n; p results in its place). Its gradient
+  is the same transform by the transposed matrix: one stack of combined slices, where
+  autodiff's had each slice's adjoint padded to the whole axis and summed (several passes
+  over the output transform's gradient, in which XLA also recomputed the fused producer of
+  dy; docs/performance.md)."""
+  parts = [jax.lax.index_in_dim(x, j, axis, keepdims=False) for j in range(len(matrix[0]))]
+  return jnp.stack([_combine(parts, row) for row in matrix], axis)
+
+
+_axis_transform.defvjp(lambda x, axis, matrix: (_axis_transform(x, axis, matrix), None),
+                       lambda axis, matrix, _, g: (_axis_transform(g, axis,
+                                                                   tuple(zip(*matrix))),))
 
 
 def _s2d_winograd(x: Array, kernel: Array, s: int, pads, out_in: bool = False,
