@@ -132,19 +132,25 @@ CONV_CASES = [(16, 16, 4, 2, "SAME", 5, "s2d"), (8, 6, 4, 2, "SAME", 5, "s2d"),
               (16, 16, 7, 2, "SAME", 16, "lax")]
 
 
+def _equations(jaxpr):
+  """The equations of a jaxpr and of its sub-jaxprs (custom_vjp and pjit bodies)."""
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for sub in eqn.params.values():
+      sub = getattr(sub, "jaxpr", sub)
+      if hasattr(sub, "eqns"):
+        yield from _equations(sub)
+
+
 def _dot_multiplies(jaxpr) -> int:
   """Multiplies in the dot_generals of a jaxpr and its sub-jaxprs (batch x free x
   contracted sizes)."""
   total = 0
-  for eqn in jaxpr.eqns:
+  for eqn in _equations(jaxpr):
     if eqn.primitive.name == "dot_general":
       (contract, _), _ = eqn.params["dimension_numbers"]
       lhs = eqn.invars[0].aval.shape
       total += int(np.prod(eqn.outvars[0].aval.shape)) * int(np.prod([lhs[d] for d in contract]))
-    for sub in eqn.params.values():
-      sub = getattr(sub, "jaxpr", sub)
-      if hasattr(sub, "eqns"):
-        total += _dot_multiplies(sub)
   return total
 
 
@@ -272,16 +278,8 @@ def test_winograd_with_hwoi_kernel_equals_hwio_and_keeps_its_gradient_in_hwoi():
   np.testing.assert_allclose(grad(oi)(hwoi), grad(hwio)(hwoi), rtol=1e-4, atol=1e-4)
 
   def channel_swaps(jaxpr):
-    n = 0
-    for e in jaxpr.eqns:
-      perm = e.params.get("permutation")
-      if e.primitive.name == "transpose" and perm[-2:] == (len(perm) - 1, len(perm) - 2):
-        n += 1
-      for v in e.params.values():  # custom_vjp and pjit bodies
-        sub = getattr(v, "jaxpr", v)
-        if hasattr(sub, "eqns"):
-          n += channel_swaps(sub)
-    return n
+    perms = [e.params["permutation"] for e in _equations(jaxpr) if e.primitive.name == "transpose"]
+    return sum(perm[-2:] == (len(perm) - 1, len(perm) - 2) for perm in perms)
   assert channel_swaps(jax.make_jaxpr(grad(oi))(hwoi).jaxpr) == 0
   assert channel_swaps(jax.make_jaxpr(grad(hwio))(hwoi).jaxpr) > 0
   # The transposed conv's backward pass through its adjoint: no channel swap either.
@@ -289,17 +287,6 @@ def test_winograd_with_hwoi_kernel_equals_hwio_and_keeps_its_gradient_in_hwoi():
   dy = jax.random.normal(jax.random.key(3), (2, 8, 8, 16))
   back = jax.make_jaxpr(lambda x, w, dy: cpu._backward(x, w, dy, (2, 2), (8, 8)))(xt, w, dy)
   assert channel_swaps(back.jaxpr) == 0
-
-
-def _primitives(jaxpr) -> set:
-  names = set()
-  for e in jaxpr.eqns:
-    names.add(e.primitive.name)
-    for v in e.params.values():  # custom_vjp and pjit bodies
-      sub = getattr(v, "jaxpr", v)
-      if hasattr(sub, "eqns"):
-        names |= _primitives(sub)
-  return names
 
 
 @pytest.mark.parametrize("key,name", [((2, 2), "G"), ((2, 2), "AT"), ((2, 3), "AT"),
@@ -321,7 +308,8 @@ def test_winograd_axis_transform_and_its_adjoint_are_the_matrix_and_its_transpos
   g = jax.random.normal(jax.random.key(1), ref(x).shape)
   pullback = lambda g: jax.vjp(fn, x)[1](g)[0]  # noqa: E731
   np.testing.assert_allclose(pullback(g), jax.vjp(ref, x)[1](g)[0], rtol=1e-6, atol=1e-6)
-  assert "pad" not in _primitives(jax.make_jaxpr(pullback)(g).jaxpr)
+  gradient = jax.make_jaxpr(pullback)(g).jaxpr
+  assert "pad" not in {e.primitive.name for e in _equations(gradient)}
   h = jax.random.normal(jax.random.key(2), x.shape)
   np.testing.assert_allclose(jax.vjp(pullback, g)[1](h)[0], ref(h), rtol=1e-6, atol=1e-6)
 

@@ -549,7 +549,7 @@ def _winograd_transform(x: Array, axis: int, matrix, windows: int | None = None,
   """Applies `matrix` [p, n] along `axis`: with `windows`, to the n strided windows
   x[j + tile*i] (i < windows) of each tile (the input transform); without, to the axis
   itself (size n: the kernel and output transforms; `_axis_transform`). The p results are a
-  new axis after `axis`."""
+  new axis after `axis` with `windows`, and take the axis's place without."""
   if windows is None:
     return _axis_transform(x, axis, tuple(map(tuple, matrix)))
   parts = [jax.lax.slice_in_dim(x, j, j + tile * (windows - 1) + 1, tile, axis)
