@@ -226,19 +226,24 @@ def subpixel_plan(x_shape, kernel_shape, strides,
 
 def _subpixel_kernel(kernel: Array, strides, x_shape, out_size, t: int, dmins) -> Array:
   """[t, t, Cin, sh*sw*Cout]: tap (a, c) of phase (rh, rw) is the kernel tap j with offset
-  dmin + a on the first axis (and likewise on the second), zero where the phase has none."""
+  dmin + a on the first axis (and likewise on the second), zero where the phase has none.
+  Built from static slices: as a gather, XLA:CPU fused it into the kernel transform and
+  gathered again for each transformed tap (docs/performance.md)."""
   (kh, kw, cin, cout), (sh, sw) = kernel.shape, strides
-  index = []  # per axis: [t, s] kernel tap indices
+  tables = []  # per axis: [t][s] kernel tap index, None where the phase has no tap there
   for n, o, k, s, dmin in ((x_shape[1], out_size[0], kh, sh, dmins[0]),
                            (x_shape[2], out_size[1], kw, sw, dmins[1])):
-    table = [[k] * s for _ in range(t)]  # k: the zero tap appended below
+    table = [[None] * s for _ in range(t)]
     for r, taps in enumerate(_tap_plan(n, o, k, s)[0]):
       for j, d in taps:
         table[d - dmin][r] = j
-    index.append(jnp.asarray(table))
-  padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
-  g = padded[index[0][:, :, None, None], index[1][None, None, :, :]]  # [t, sh, t, sw, cin, cout]
-  return g.transpose(0, 2, 4, 1, 3, 5).reshape(t, t, cin, sh * sw * cout)
+    tables.append(table)
+  zero = jnp.zeros((cin, cout), kernel.dtype)
+  tap = lambda i, j: zero if i is None or j is None else kernel[i, j]  # noqa: E731
+  return jnp.stack([jnp.stack([
+      jnp.concatenate([tap(tables[0][a][rh], tables[1][c][rw])
+                       for rh in range(sh) for rw in range(sw)], axis=-1)
+      for c in range(t)]) for a in range(t)])
 
 
 def _subpixel_winograd(x: Array, kernel: Array, strides: tuple[int, int],
