@@ -1,5 +1,7 @@
 """The transposed convolution: the fast formulations equal lax.conv_transpose exactly."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -352,6 +354,44 @@ def test_transposed_conv_subpixel_winograd_forward_equals_lax(in_h, in_w, out_h,
   grads = lambda fn: jax.grad(lambda x, w: jnp.sum(fn(x, w) * ct), argnums=(0, 1))(x, w)  # noqa: E731
   for g_ref, g_got in zip(grads(ref), grads(got)):
     np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-3)
+
+
+# (in_h, in_w, kernel, cin, cout, adjoint forward): 4x4 and 5x5 kernels at stride 2 on maps
+# of at most 4x4 (square and not; the 5x5 kernel with too few outputs for the sub-pixel
+# forward), and two that stay the col2im (an 8x8 map, 8 output channels).
+ADJOINT_TCONV = [(4, 4, 4, 8, 16, True), (2, 4, 4, 16, 24, True), (4, 4, 5, 8, 16, True),
+                 (8, 8, 4, 8, 16, False), (4, 4, 4, 8, 8, False)]
+
+
+@pytest.mark.parametrize("in_h,in_w,k,cin,cout,adjoint", ADJOINT_TCONV)
+def test_transposed_conv_forward_by_the_adjoint_winograd_equals_lax(in_h, in_w, k, cin, cout,
+                                                                    adjoint):
+  out = (2 * in_h, 2 * in_w)
+  x, w = _inputs(in_h, in_w, k, cin=cin, cout=cout, batch=4)
+  plan = cpu.adjoint_forward_plan(x.shape, w.shape, (2, 2), out)
+  assert (plan is not None) == adjoint
+  ref = lambda x, w: layers.conv_transpose_lax(x, w, (2, 2), out)  # noqa: E731
+  got = lambda x, w: cpu.conv_transpose(x, w, (2, 2), out)  # noqa: E731
+  np.testing.assert_allclose(got(x, w), ref(x, w), rtol=1e-5, atol=1e-4)
+  ct = jax.random.normal(jax.random.key(7), ref(x, w).shape)
+  grads = lambda fn: jax.grad(lambda x, w: jnp.sum(fn(x, w) * ct), argnums=(0, 1))(x, w)  # noqa: E731
+  for g_ref, g_got in zip(grads(ref), grads(got)):
+    np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-3)
+  # Winograd's products: 9 (4x4 kernel) or 16 (5x5) per input pixel and channel pair, 2x2
+  # tiles of the input; the col2im's k*k plus its row gaps' zero rows (one per image here).
+  jaxpr = jax.make_jaxpr(lambda x, w: cpu._forward(x, w, (2, 2), out))(x, w).jaxpr
+  products = sum(np.prod(e.outvars[0].aval.shape) * e.invars[0].aval.shape[-1]
+                 for e in _equations(jaxpr) if e.primitive.name == "dot_general")
+  # The jaxpr holds C's forward pass at zeros too (the vjp's primal), with the same products;
+  # XLA removes it: one product (a batched dot) is left in the compiled program.
+  per_pixel = 9 if k == 4 else 16
+  if adjoint:
+    assert products == 2 * 4 * in_h * in_w * cin * cout * per_pixel
+    assert 4 * in_h * in_w * per_pixel < 4 * (in_h + 1) * in_w * k * k
+    hlo = jax.jit(lambda x, w: cpu._forward(x, w, (2, 2), out)).lower(x, w).compile().as_text()
+    assert len(re.findall(r"= f32\[[\d,]+\]\{[\d,]+\} dot\(", hlo)) == 1
+    assert cpu.tap_bytes(x.shape, w.shape, (2, 2), out, 4) == (
+        per_pixel * 4 * -(-in_h // 2) * -(-in_w // 2) * (cin + 4 * cout) * 4)
 
 
 # (input size, kernel, tile m, products per input pixel and channel pair: 4 phases x

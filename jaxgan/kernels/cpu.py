@@ -31,8 +31,11 @@ The transposed conv's forward pass is Winograd's too where `subpixel_plan` appli
 window of inputs, so the layer is one 3x3 stride-1 correlation with the phases' kernels
 stacked on the output channels, which F(4x4, 3x3) computes with 9 products per input pixel
 (on maps of at least 16x16) and F(2x2, 3x3) with 16, instead of the col2im's 16 (4x4) or
-25 (5x5) (`_subpixel_winograd`); elsewhere (4x4 kernels on smaller maps, layers with few
-outputs) it stays the col2im.
+25 (5x5) (`_subpixel_winograd`). On inputs of at most 4x4 where that does not apply (4x4
+kernels), it is the input gradient of the Winograd conv of its adjoint
+(`adjoint_forward_plan`: 9 products per input pixel instead of the col2im's 16 and its
+row gaps' quarter more); elsewhere (4x4 kernels on other maps, layers with few outputs) it
+stays the col2im.
 
 `add_bias`: y + bias whose bias gradient is a matmul with a ones vector.
 
@@ -113,10 +116,14 @@ def batch_chunks(batch: int, nbytes: int, budget: int = TAP_BUDGET) -> int:
 def tap_bytes(x_shape, kernel_shape, strides, out_size, itemsize: int) -> int:
   """Bytes of the forward pass's largest temporaries: the col2im's tap tensor [B, H, W, kh,
   kw, Cout], or on the `subpixel_plan` path Winograd's batched matmul, its transformed
-  input [(m+t-1)^2, B * tiles, Cin] and its products [(m+t-1)^2, B * tiles, sh*sw*Cout]."""
+  input [(m+t-1)^2, B * tiles, Cin] and its products [(m+t-1)^2, B * tiles, sh*sw*Cout];
+  on the `adjoint_forward_plan` path the same with m = 2 and the tiles on the input."""
   (kh, kw, cin, cout), (sh, sw), (b, h, w) = kernel_shape, strides, x_shape[:3]
   plan = subpixel_plan(x_shape, kernel_shape, strides, out_size)
   if plan is None:
+    if adjoint_forward_plan(x_shape, kernel_shape, strides, out_size) is not None:
+      t, tiles = -(-kh // sh), -(-h // 2) * -(-w // 2)
+      return (t + 1) ** 2 * b * tiles * (cin + sh * sw * cout) * itemsize
     return b * h * w * kh * kw * cout * itemsize
   t, m = plan[0], plan[3]
   tiles = -(-out_size[0] // (m * sh)) * -(-out_size[1] // (m * sw))
@@ -265,11 +272,44 @@ def _subpixel_winograd(x: Array, kernel: Array, strides: tuple[int, int],
   return y.reshape(b, eh * sh, ew * sw, cout)[:, :out_size[0], :out_size[1]]
 
 
+ADJOINT_FORWARD_MAX_SIZE = 4  # input height and width up to which `adjoint_forward_plan` applies
+
+
+def adjoint_forward_plan(x_shape, kernel_shape, strides, out_size) -> tuple[int, tuple] | None:
+  """(s, pads) where the transposed conv's forward pass is `_adjoint_winograd_forward`: where
+  `subpixel_plan` does not apply, `_winograd_adjoint` does and the input is at most
+  ADJOINT_FORWARD_MAX_SIZE on both axes. There the col2im's row-gap layout adds a quarter
+  of the products (one zero row per 4 input rows), and Winograd needs 9 of the col2im's 16
+  per input pixel (4x4 kernels). On 8x8 inputs it was faster in three of four A/Bs of the
+  step and slower in radford64's reuse schedule (docs/performance.md). None elsewhere."""
+  if max(x_shape[1:3]) > ADJOINT_FORWARD_MAX_SIZE:
+    return None
+  if subpixel_plan(x_shape, kernel_shape, strides, out_size) is not None:
+    return None
+  return _winograd_adjoint(x_shape, kernel_shape, strides, out_size)
+
+
+def _adjoint_winograd_forward(x: Array, kernel: Array, out_size: tuple[int, int], s: int,
+                              pads) -> Array:
+  """The transposed conv as the input gradient of its adjoint: the SAME stride-s conv C from
+  `out_size` to x's size whose kernel is the flipped kernel with its channel axes swapped
+  (`_winograd_adjoint`), by `_s2d_winograd`'s autodiff (C is linear in its input; its
+  forward pass at zeros is dead code). Its matmuls are the Winograd products of C with the
+  kernel transposed."""
+  conv_c = functools.partial(_s2d_winograd, kernel=jnp.flip(kernel, (0, 1)), s=s, pads=pads,
+                             out_in=True)
+  zeros = jnp.zeros((x.shape[0], *out_size, kernel.shape[3]), x.dtype)
+  return jax.vjp(conv_c, zeros)[1](x)[0]
+
+
 def _forward(x: Array, kernel: Array, strides: tuple[int, int],
              out_size: tuple[int, int]) -> Array:
   plan = subpixel_plan(x.shape, kernel.shape, strides, out_size)
   if plan is not None:
     return _subpixel_winograd(x, kernel, strides, out_size, plan)
+  plan = adjoint_forward_plan(x.shape, kernel.shape, strides, out_size)
+  if plan is not None:
+    return _adjoint_winograd_forward(x, kernel, out_size, *plan)
   return _col2im_forward(x, kernel, strides, out_size)
 
 
