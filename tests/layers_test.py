@@ -379,17 +379,14 @@ def test_transposed_conv_forward_by_the_adjoint_winograd_equals_lax(in_h, in_w, 
     np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-3)
   # Winograd's products: 9 (4x4 kernel) or 16 (5x5) per input pixel and channel pair on 2x2
   # tiles of the input, fewer than the col2im's k*k with its row gaps' zero rows.
-  def products(fn):
-    jaxpr = jax.make_jaxpr(fn)(x, w).jaxpr
-    return sum(np.prod(e.outvars[0].aval.shape) * e.invars[0].aval.shape[-1]
-               for e in _equations(jaxpr) if e.primitive.name == "dot_general")
-  per_pixel = 9 if k == 4 else 16
+  products = lambda fn: _dot_multiplies(jax.make_jaxpr(fn)(x, w).jaxpr)  # noqa: E731
+  per_pixel = 9 if k == 4 else 16  # also (t + 1)^2, the Winograd products per 2x2 tile
   if adjoint:
     # The jaxpr holds C's forward pass at zeros too (the vjp's primal), with as many
     # products; XLA removes it: one batched dot is left in the compiled program.
-    got = products(lambda x, w: cpu._forward(x, w, (2, 2), out)) // 2
-    assert got == 4 * in_h * in_w * cin * cout * per_pixel
-    assert got < products(lambda x, w: cpu._col2im_forward(x, w, (2, 2), out))
+    winograd = products(lambda x, w: cpu._forward(x, w, (2, 2), out)) // 2
+    assert winograd == 4 * in_h * in_w * cin * cout * per_pixel
+    assert winograd < products(lambda x, w: cpu._col2im_forward(x, w, (2, 2), out))
     hlo = jax.jit(lambda x, w: cpu._forward(x, w, (2, 2), out)).lower(x, w).compile().as_text()
     assert len(re.findall(r"= f32\[[\d,]+\]\{[\d,]+\} dot\(", hlo)) == 1
     assert cpu.tap_bytes(x.shape, w.shape, (2, 2), out, 4) == (
