@@ -33,7 +33,7 @@ Conv formulations:
             9 batched matmuls, 9/16 of the FLOPs); autodiff
   jaxgan    `jaxgan.kernels.cpu.conv`, jaxgan's CPU path: winograd's forward and dw; dx the
             transposed conv of dy by the sub-pixel Winograd forward where that applies (dy of
-            at least 16x16), else s2d_mm's
+            at least 16x16), else winograd's
 
 With --torch_python, benchmarks/layer_profile_torch.py runs as a server process and the same
 layer pass in PyTorch (F.conv2d / F.conv_transpose2d, NCHW, 2 threads) is timed in the same

@@ -180,8 +180,8 @@ def test_strided_conv_equals_lax_in_value_and_both_gradients(h, w, k, s, padding
     assert multiplies < int(np.prod(ref(x, kernel).shape)) * k * k * cin  # fewer than direct
 
 
-# (size, kernel, cin, cout): dx by the s2d matmul (4x4), by Winograd (5x5), by the
-# transposed conv's sub-pixel forward (32x32 inputs, 16 or more outputs).
+# (size, kernel, cin, cout): dx by Winograd's autodiff (8x8 inputs), by the transposed
+# conv's sub-pixel forward (32x32 inputs, 16 or more outputs).
 @pytest.mark.parametrize("size,k,cin,cout", [(8, 4, 16, 6), (8, 5, 16, 6), (32, 4, 32, 16),
                                              (32, 5, 32, 16)])
 def test_winograd_conv_second_order_gradient_equals_lax(size, k, cin, cout):
@@ -204,7 +204,7 @@ def test_winograd_conv_second_order_gradient_equals_lax(size, k, cin, cout):
 
 
 # (h, w, kernel, padding, sub-pixel): D's layers from 32x32 (4x4 and 5x5 kernels, square and
-# not); and where dx keeps the s2d matmul: 8x8 maps of dy, VALID pads.
+# not); and where dx is Winograd's autodiff: 8x8 maps of dy, VALID pads.
 SUBPIXEL_DX = [(32, 32, 4, "SAME", True), (32, 40, 4, "SAME", True), (32, 32, 5, "SAME", True),
                (16, 16, 4, "SAME", False), (34, 34, 4, "VALID", False)]
 
@@ -231,16 +231,18 @@ def test_winograd_conv_input_gradient_by_the_subpixel_forward_equals_lax(h, w, k
   # F(4x4, 3x3) rounds to about 1e-5 of the gradient's scale (see the sub-pixel forward test).
   np.testing.assert_allclose(dx(got)(x), want, rtol=1e-5,
                              atol=max(1e-4, 2e-5 * float(jnp.abs(want).max())))
-  # Products of the input gradient (the backward pass's less the kernel gradient's): the
-  # sub-pixel forward's 9 per pixel of dy and channel pair; the s2d matmul's k*k, and its
-  # forward again in the jaxpr (XLA drops it).
+  # Products of the input gradient (the backward pass's less the kernel gradient's), per
+  # pixel of dy and channel pair: the sub-pixel forward's 9; Winograd's autodiff, 9 for a
+  # 4x4 kernel ((t+1)^2 per 2x2 tile of the s2d blocks' s*s*Cin channels), and its forward
+  # again in the jaxpr (XLA drops it); the s2d matmul's k*k = 16 would fail.
   s, pads = plan
   bwd = lambda x, k, ct: cpu._conv_winograd_bwd(s, pads, (x, k), ct)  # noqa: E731
   kernel_grad = lambda x, k, ct: jax.vjp(  # noqa: E731
       lambda k: cpu._s2d_winograd(x, k, s, pads), k)[1](ct)
   count = lambda fn: _dot_multiplies(jax.make_jaxpr(fn)(x, kernel, ct).jaxpr)  # noqa: E731
-  assert count(bwd) - count(kernel_grad) == int(np.prod(y.shape)) * 32 * (9 if subpixel else
-                                                                          2 * k * k)
+  t = -(-k // s)
+  assert count(bwd) - count(kernel_grad) == int(np.prod(y.shape)) * 32 * (
+      9 if subpixel else 2 * (t + 1) ** 2 * s * s // 4)
 
 
 # Transposed convs whose gradients come from the Winograd adjoint (even input sizes, >= 16

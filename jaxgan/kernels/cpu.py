@@ -661,10 +661,10 @@ def conv_winograd(x: Array, kernel: Array, s: int, pads) -> Array:
   """A stride-s NHWC/HWIO convolution where `winograd_plan` gives (s, pads): the forward
   pass and the kernel gradient are `_s2d_winograd`'s. The input gradient is the transposed
   conv of dy to x's size, by its sub-pixel Winograd forward, where `subpixel_plan` applies
-  to that (`_subpixel_input_grad_plan`: 4x4 kernels at stride 2 on dy of at least 16x16,
-  9 products per pixel of dy instead of 16; 5x5 ones, 9 there and 16 on smaller maps,
-  against 16 by Winograd's autodiff); else the space-to-depth matmul's where s divides the
-  kernel (measured level or faster), else Winograd's too."""
+  to that (`_subpixel_input_grad_plan`: 4x4 kernels at stride 2 on dy of at least 16x16;
+  5x5 ones, 9 products per pixel of dy there and 16 on smaller maps, against 16 by
+  Winograd's autodiff); elsewhere Winograd's autodiff (4x4 kernels: 9 products per pixel
+  of dy, where the space-to-depth matmul takes 16; docs/performance.md)."""
   return _s2d_winograd(x, kernel, s, pads)
 
 
@@ -691,10 +691,8 @@ def _conv_winograd_bwd(s, pads, res, dy):
   if _subpixel_input_grad_plan(x.shape, kernel.shape, s, pads) is not None:
     adjoint = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
     dx = conv_transpose(dy, adjoint, (s, s), x.shape[1:3])
-  elif kernel.shape[0] % s:
-    dx, = jax.vjp(lambda x: _s2d_winograd(x, kernel, s, pads), x)[1](dy)
   else:
-    dx, = jax.vjp(lambda x: _s2d_matmul(x, kernel, s, pads), x)[1](dy)
+    dx, = jax.vjp(lambda x: _s2d_winograd(x, kernel, s, pads), x)[1](dy)
   return dx, dkernel
 
 
