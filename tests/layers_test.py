@@ -502,3 +502,19 @@ def test_batchnorm_backward_keeps_only_its_input():
 
   assert big_residuals(fused_fn) == 1
   assert big_residuals(flax_fn) >= 2
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_batchnorm_backward_reduces_over_its_input_twice(act):
+  # The backward pass's sums over x's size: the bias and scale gradients' (of g and of
+  # g * (x - mean)); the input gradient's two sums are scale times them. The forward's two
+  # (mean and mean of squares) are in the jaxpr as well: 6 in all when the input gradient
+  # took its sums again.
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 16))
+  _, new, v_new, _ = _bn_pair(act, x)
+  fn = lambda x: new.apply(v_new, x, mutable=["batch_stats"])[0]  # noqa: E731
+  grad = lambda x, ct: jax.vjp(fn, x)[1](ct)[0]  # noqa: E731
+  jaxpr = jax.make_jaxpr(grad)(x, x).jaxpr
+  big = [e for e in _equations(jaxpr) if e.primitive.name == "reduce_sum"
+         and e.invars[0].aval.size == x.size]
+  assert len(big) == 4, [str(e) for e in big]

@@ -98,9 +98,8 @@ def _stats_mean(xs: tuple[Array, ...], axes: tuple[int, ...], axis_name: str | N
   return tuple(stacked[i] for i in range(len(xs)))
 
 
-def _sum(v: Array, axes: tuple[int, ...], axis_name: str | None) -> Array:
-  s = v.sum(axes)
-  return s if axis_name is None else jax.lax.psum(s, axis_name)
+def _psum(v: Array, axis_name: str | None) -> Array:
+  return v if axis_name is None else jax.lax.psum(v, axis_name)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6, 7))
@@ -150,11 +149,12 @@ def _bn_act_bwd(act, alpha, epsilon, dtype, axis_name, res, cotangents):
     n = n * jax.lax.psum(1, axis_name)
     dmean, dvar = jax.lax.psum(dmean, axis_name), jax.lax.psum(dvar, axis_name)
   r = jax.lax.rsqrt(var + epsilon)
-  dbias = g.sum(axes)
-  dscale = (g * centred).sum(axes) * r
+  # Two reductions over x's size: the sums of dxhat = g * scale and of dxhat * centred are
+  # scale times them.
+  dbias, g_centred = g.sum(axes), (g * centred).sum(axes)
+  dscale = g_centred * r
   dxhat = g * scale
-  s1 = _sum(dxhat, axes, axis_name)
-  s2 = _sum(dxhat * centred, axes, axis_name)
+  s1, s2 = scale * _psum(dbias, axis_name), scale * _psum(g_centred, axis_name)
   # var = max(0, mean2 - mean^2): no derivative where the clamp holds (as JAX's own).
   dvar = jnp.where(mean2 - jax.lax.square(mean) > 0, dvar - 0.5 * r ** 3 * s2, 0.0)
   dx = dxhat * r + (dmean - r * s1 + 2.0 * dvar * centred) / n
