@@ -24,7 +24,8 @@ instead of 25 (5x5). Where `winograd_plan` applies (even output sizes, at least
 WINOGRAD_MIN_CHANNELS input channels), `conv` takes its forward pass and kernel gradient
 from it, and the transposed conv takes both gradients from the Winograd conv of its adjoint
 (`_winograd_adjoint`). Conversely, that conv's input gradient is a transposed conv, which
-takes the sub-pixel forward below where it applies (`_subpixel_input_grad_plan`).
+takes the sub-pixel forward below where it applies (`_subpixel_input_grad_plan`), and
+Winograd's own autodiff elsewhere.
 
 The transposed conv's forward pass is Winograd's too where `subpixel_plan` applies (4x4 and
 5x5 kernels at stride 2, at least 32 output channels): all output phases read one 3x3
