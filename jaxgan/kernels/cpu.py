@@ -16,16 +16,15 @@ tap tensor within TAP_BUDGET: the tensor is kh*kw/(sh*sw) times the layer's outp
 stride-s convolution with a kernel that s divides, come from an exact space-to-depth
 matmul instead of XLA:CPU's convolution gradients (the forward stays XLA's).
 
-Winograd's F(2x2, 2x2) and F(2x2, 3x3) (`_s2d_winograd`), for kernels of more than s and
+Winograd's F(mxm, 2x2) and F(mxm, 3x3) (`_s2d_winograd`), for kernels of more than s and
 at most 3s taps: zero-padded to 2s or 3s taps (Radford's 4x4 stays 4x4, the hobby configs'
 5x5 becomes 6x6 at stride 2), such a conv has a 2x2 or 3x3 kernel after space to depth, and
-Winograd computes each 2x2 output tile with 9 products instead of 16 (4x4 kernels) or 16
-instead of 25 (5x5). Where `winograd_plan` applies (even output sizes, at least
-WINOGRAD_MIN_CHANNELS input channels), `conv` takes its forward pass and kernel gradient
-from it, and the transposed conv takes both gradients from the Winograd conv of its adjoint
-(`_winograd_adjoint`). Conversely, that conv's input gradient is a transposed conv, which
-takes the sub-pixel forward below where it applies (`_subpixel_input_grad_plan`), and
-Winograd's own autodiff elsewhere.
+Winograd computes each 4x4 output tile (on outputs of 8x8 and more, `winograd_tile`) with
+25 products instead of 64 (4x4 kernels) or 36 instead of 100 (5x5), and each 2x2 tile on
+smaller maps with 9 instead of 16 or 16 instead of 25. Where `winograd_plan` applies (even
+output sizes, at least WINOGRAD_MIN_CHANNELS input channels), `conv` takes its forward pass
+and both gradients from it (the input gradient by its autodiff); the transposed conv takes
+both gradients from the Winograd conv of its adjoint (`_winograd_adjoint`).
 
 The transposed conv's forward pass is Winograd's too where `subpixel_plan` applies (4x4 and
 5x5 kernels at stride 2, at least 32 output channels): all output phases read one 3x3
@@ -501,22 +500,29 @@ def conv_path(x_shape, kernel_shape, strides, padding) -> str:
 
 def _space_to_depth(x: Array, kernel: Array, s: int, pads,
                     out_in: bool = False) -> tuple[Array, Array]:
-  """The padded input as s x s blocks [B, H/s, W/s, s*s*Cin] and the kernel as the
-  matching stride-1 kernel [k/s, k/s, s*s*Cin, Cout]: the stride-s conv is the plain
-  VALID correlation of the two. With `out_in`, the kernel is given and returned with its
-  channel axes swapped ([k, k, Cout, Cin] -> [k/s, k/s, Cout, s*s*Cin])."""
-  b, k, t = x.shape[0], kernel.shape[0], kernel.shape[0] // s
-  cin = kernel.shape[3 if out_in else 2]
+  """The padded input as s x s blocks [B, H/s, W/s, s*s*Cin], channels ordered (column
+  in the block, row in the block, Cin), and the kernel as the matching stride-1 kernel
+  [k/s, k/s, s*s*Cin, Cout] (`_s2d_kernel`): the stride-s conv is the plain VALID
+  correlation of the two."""
+  b, cin = x.shape[0], x.shape[3]
   xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
   hs, ws = xp.shape[1] // s, xp.shape[2] // s
-  blocks = xp.reshape(b, hs, s, ws, s, cin).transpose(0, 1, 3, 2, 4, 5).reshape(b, hs, ws, -1)
+  blocks = xp.reshape(b, hs, s, ws, s, cin).transpose(0, 1, 3, 4, 2, 5).reshape(b, hs, ws, -1)
+  return blocks, _s2d_kernel(kernel, s, out_in)
+
+
+def _s2d_kernel(kernel: Array, s: int, out_in: bool = False) -> Array:
+  """[k, k, Cin, Cout] -> [k/s, k/s, s*s*Cin, Cout], the kernel of the stride-1 conv on
+  `_space_to_depth`'s blocks; with `out_in`, [k, k, Cout, Cin] -> [k/s, k/s, Cout, s*s*Cin]."""
+  k = kernel.shape[0]
+  t = k // s
   if out_in:
-    cout = kernel.shape[2]
-    w = kernel.reshape(t, s, t, s, cout, cin).transpose(0, 2, 4, 1, 3, 5)
-    return blocks, w.reshape(t, t, cout, s * s * cin)
-  cout = kernel.shape[3]
-  w = kernel.reshape(t, s, t, s, cin, cout).transpose(0, 2, 1, 3, 4, 5)
-  return blocks, w.reshape(t, t, s * s * cin, cout)
+    cout, cin = kernel.shape[2:]
+    w = kernel.reshape(t, s, t, s, cout, cin).transpose(0, 2, 4, 3, 1, 5)
+    return w.reshape(t, t, cout, s * s * cin)
+  cin, cout = kernel.shape[2:]
+  w = kernel.reshape(t, s, t, s, cin, cout).transpose(0, 2, 3, 1, 4, 5)
+  return w.reshape(t, t, s * s * cin, cout)
 
 
 def _s2d_matmul(x: Array, kernel: Array, s: int, pads) -> Array:
@@ -557,13 +563,18 @@ def winograd_plan(x_shape, kernel_shape, strides, padding) -> tuple[int, tuple] 
   return sh, pads
 
 
-# Winograd's F(m, t), keyed (m, t): F(2, 2), F(2, 3) and F(4, 3) (Lavin & Gray 2016; points
-# 0, 1, inf; 0, 1, -1, inf; 0, 1, -1, 2, -2, inf): y = A^T [(G g) * (B^T d)] is the
-# correlation y_i = sum_k d_{i+k} g_k of m outputs from m + t - 1 inputs.
+# Winograd's F(m, t), keyed (m, t): F(2, 2), F(4, 2), F(2, 3) and F(4, 3) (Lavin & Gray
+# 2016; points 0, 1, inf; 0, 1, -1, 2, inf; 0, 1, -1, inf; 0, 1, -1, 2, -2, inf; F(4, 2)'s
+# rows of B^T scaled by 2, 2, 6, 6, 1 and G's by their inverses): y = A^T [(G g) * (B^T d)]
+# is the correlation y_i = sum_k d_{i+k} g_k of m outputs from m + t - 1 inputs.
 _WINOGRAD = {
     (2, 2): {"BT": ((1, -1, 0), (0, 1, 0), (0, -1, 1)),
              "G": ((1, 0), (1, 1), (0, 1)),
              "AT": ((1, 1, 0), (0, 1, 1))},
+    (4, 2): {"BT": ((2, -1, -2, 1, 0), (0, 2, 1, -1, 0), (0, -2, 3, -1, 0), (0, -1, 0, 1, 0),
+                    (0, 2, -1, -2, 1)),
+             "G": ((1 / 2, 0), (1 / 2, 1 / 2), (1 / 6, -1 / 6), (1 / 6, 1 / 3), (0, 1)),
+             "AT": ((1, 1, 1, 1, 0), (0, 1, -1, 2, 0), (0, 1, 1, 4, 0), (0, 1, -1, 8, 1))},
     (2, 3): {"BT": ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
              "G": ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1)),
              "AT": ((1, 1, 1, 0), (0, 1, -1, -1))},
@@ -603,6 +614,19 @@ def _winograd_transform(x: Array, axis: int, matrix, windows: int | None = None,
   return jnp.stack([_combine(parts, row) for row in matrix], axis + 1)
 
 
+def _row_transform(xp: Array, s: int, matrix, windows: int, tile: int) -> Array:
+  """The input transform along the rows of the space-to-depth blocks of xp [B, H, W, C],
+  read from xp's rows: [B, windows, p, W, s, C], which is [B, windows, p, W/s, s*s*C] in
+  `_space_to_depth`'s channel order. Row sy of block row i of window q is xp's row
+  s*(tile*q + i) + sy: each result is a combination of whole rows, where transforming the
+  blocks read runs of C per block (docs/performance.md)."""
+  span = s * tile * (windows - 1) + 1
+  rows = [[jax.lax.slice_in_dim(xp, s * i + sy, s * i + sy + span, s * tile, 1)
+           for sy in range(s)] for i in range(len(matrix[0]))]
+  return jnp.stack([jnp.stack([_combine([r[sy] for r in rows], row) for sy in range(s)], 3)
+                    for row in matrix], 2)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def _axis_transform(x: Array, axis: int, matrix) -> Array:
   """`matrix` [p, n] applied along `axis` (of size n; p results in its place). Its gradient
@@ -619,18 +643,35 @@ _axis_transform.defvjp(lambda x, axis, matrix: (_axis_transform(x, axis, matrix)
                                                                    tuple(zip(*matrix))),))
 
 
+WINOGRAD_F4_MIN_SIZE = 8  # output height and width from which `_s2d_winograd` takes 4x4 tiles
+
+
+def winograd_tile(out_h: int, out_w: int) -> int:
+  """The output tile of `_s2d_winograd` for an out_h x out_w output: 4 (F(4x4, txt)) where
+  both sizes are multiples of 4 and at least WINOGRAD_F4_MIN_SIZE, else 2 (F(2x2, txt)).
+  On 4x4 maps one tile per image leaves matmuls of batch rows against a transformed kernel
+  25/9 times the size: radford64's 8x8 -> 4x4 layer took 1.3-1.4x as long
+  (docs/performance.md)."""
+  sizes = (out_h, out_w)
+  return 4 if all(o % 4 == 0 and o >= WINOGRAD_F4_MIN_SIZE for o in sizes) else 2
+
+
 def _s2d_winograd(x: Array, kernel: Array, s: int, pads, out_in: bool = False,
-                  tile: int = 2) -> Array:
+                  tile: int | None = None) -> Array:
   """The stride-s convolution (pads from `winograd_plan`) as the t x t VALID correlation of
   the space-to-depth blocks with the kernel zero-padded to t*s taps, by Winograd's
-  F(2x2, txt): per 2x2 output tile, (t+1)^2 products of transformed input tiles and the
-  transformed kernel instead of 4t^2, as (t+1)^2 batched [tiles, s*s*Cin] x [s*s*Cin, Cout]
-  matmuls: 9/16 of the direct FLOPs for a 4x4 kernel at stride 2, 16/25 for a 5x5 one.
-  Exact in real arithmetic; the transforms' entries are 0, +-1 and +-1/2, so its rounding is
-  close to a direct sum's (tests/layers_test.py). With `tile` = 4 (F(4x4, 3x3), t = 3 only;
-  the sub-pixel forward, `subpixel_plan`), 36 products per 4x4 tile instead of 64 per four
-  2x2 tiles; its transforms' entries reach 8 and 1/24, so its rounding is about ten times
-  a direct sum's.
+  F(mxm, txt): per m x m output tile, (m+t-1)^2 products of transformed input tiles and the
+  transformed kernel instead of m*m*t*t, as (m+t-1)^2 batched [tiles, s*s*Cin] x
+  [s*s*Cin, Cout] matmuls. The tile m is `tile`, by default `winograd_tile`'s: with m = 2,
+  9/16 of the direct FLOPs for a 4x4 kernel at stride 2 and 16/25 for a 5x5 one, with
+  transforms whose entries are 0, +-1 and +-1/2, rounding close to a direct sum
+  (tests/layers_test.py); with m = 4, 25/64 and 36/100, with entries up to 8 (and 1/24 in
+  the kernel's), rounding about ten times a direct sum's. The sub-pixel forward
+  (`subpixel_plan`) calls it at stride 1 with its own tile.
+
+  The input transform along the rows reads the padded input's rows themselves
+  (`_row_transform`), not the space-to-depth blocks: a fusion that gathered the blocks'
+  runs of Cin took 1.5-3x as long.
 
   With `out_in` the kernel is [k, k, Cout, Cin] (HWOI) and stays in that order through the
   transforms and the products (the matmuls read it transposed), so that its gradient comes
@@ -639,12 +680,15 @@ def _s2d_winograd(x: Array, kernel: Array, s: int, pads, out_in: bool = False,
   consumers (docs/pitfalls.md)."""
   k, s_taps = kernel.shape[0], -(-kernel.shape[0] // s) * s
   kernel = jnp.pad(kernel, ((0, s_taps - k), (0, s_taps - k), (0, 0), (0, 0)))
-  blocks, w = _space_to_depth(x, kernel, s, pads, out_in)
-  (b, hs, ws, c), t = blocks.shape, w.shape[0]
+  w = _s2d_kernel(kernel, s, out_in)
+  t, b, cin = w.shape[0], x.shape[0], x.shape[3]
   cout = w.shape[2] if out_in else w.shape[3]
+  xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  hs, ws, c = xp.shape[1] // s, xp.shape[2] // s, s * s * cin
+  tile = winograd_tile(hs - t + 1, ws - t + 1) if tile is None else tile
   f, n = _WINOGRAD[tile, t], tile + t - 1
   p, th, tw = n * n, (hs - t + 1) // tile, (ws - t + 1) // tile
-  v = _winograd_transform(blocks, 1, f["BT"], th, tile)  # [b, th, n, ws, c]
+  v = _row_transform(xp, s, f["BT"], th, tile).reshape(b, th, n, ws, c)
   v = _winograd_transform(v, 3, f["BT"], tw, tile)  # [b, th, n, tw, n, c]
   v = v.transpose(2, 4, 0, 1, 3, 5).reshape(p, b * th * tw, c)
   u = _winograd_transform(_winograd_transform(w, 0, f["G"]), 1, f["G"])
@@ -659,13 +703,12 @@ def _s2d_winograd(x: Array, kernel: Array, s: int, pads, out_in: bool = False,
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv_winograd(x: Array, kernel: Array, s: int, pads) -> Array:
-  """A stride-s NHWC/HWIO convolution where `winograd_plan` gives (s, pads): the forward
-  pass and the kernel gradient are `_s2d_winograd`'s. The input gradient is the transposed
-  conv of dy to x's size, by its sub-pixel Winograd forward, where `subpixel_plan` applies
-  to that (`_subpixel_input_grad_plan`: 4x4 kernels at stride 2 on dy of at least 16x16;
-  5x5 ones, 9 products per pixel of dy there and 16 on smaller maps, against 16 by
-  Winograd's autodiff); elsewhere Winograd's autodiff (4x4 kernels: 9 products per pixel
-  of dy, where the space-to-depth matmul takes 16; docs/performance.md)."""
+  """A stride-s NHWC/HWIO convolution where `winograd_plan` gives (s, pads), by
+  `_s2d_winograd`, whose backward pass recomputes the transformed input from x (x and the
+  kernel are the only residuals) and takes both gradients by its autodiff. The input
+  gradient by Winograd's autodiff needs 25/4 products per pixel of dy and channel pair (4x4
+  kernels, 4x4 tiles; 9 for 5x5 kernels), the transposed conv's sub-pixel forward 9: it
+  was 3-4% slower in radford64's step (docs/performance.md)."""
   return _s2d_winograd(x, kernel, s, pads)
 
 
@@ -673,27 +716,10 @@ def _conv_winograd_fwd(x, kernel, s, pads):
   return _s2d_winograd(x, kernel, s, pads), (x, kernel)
 
 
-def _subpixel_input_grad_plan(x_shape, kernel_shape, s: int, pads):
-  """`subpixel_plan` of the conv's input gradient taken as the transposed conv of dy (the
-  kernel flipped, its channel axes swapped) to x's size, where the conv's pads (from
-  `winograd_plan`) are SAME's: that transposed conv is the adjoint of a SAME conv
-  (`_winograd_adjoint`). None elsewhere."""
-  kh, cin, cout = kernel_shape[0], kernel_shape[2], kernel_shape[3]
-  extra = -(-kh // s) * s - kh  # winograd_plan's added high pad
-  if any((lo, hi - extra) != _same_pads(n, kh, s) for n, (lo, hi) in zip(x_shape[1:3], pads)):
-    return None
-  dy_shape = (x_shape[0], *(-(-n // s) for n in x_shape[1:3]), cout)
-  return subpixel_plan(dy_shape, (kh, kh, cout, cin), (s, s), x_shape[1:3])
-
-
 def _conv_winograd_bwd(s, pads, res, dy):
   x, kernel = res
   dkernel, = jax.vjp(lambda k: _s2d_winograd(x, k, s, pads), kernel)[1](dy)
-  if _subpixel_input_grad_plan(x.shape, kernel.shape, s, pads) is not None:
-    adjoint = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-    dx = conv_transpose(dy, adjoint, (s, s), x.shape[1:3])
-  else:
-    dx, = jax.vjp(lambda x: _s2d_winograd(x, kernel, s, pads), x)[1](dy)
+  dx, = jax.vjp(lambda x: _s2d_winograd(x, kernel, s, pads), x)[1](dy)
   return dx, dkernel
 
 
