@@ -146,11 +146,20 @@ def _equations(jaxpr):
         yield from _equations(sub)
 
 
-def _dot_multiplies(jaxpr) -> int:
+# The Kronecker matrices of the Winograd kernel transforms ([p*p, t*t]), by shape.
+_KERNEL_TRANSFORMS = {((m + t - 1) ** 2, t * t) for m, t in cpu._WINOGRAD}
+
+
+def _dot_multiplies(jaxpr, kernel_transforms: bool = False) -> int:
   """Multiplies in the dot_generals of a jaxpr and its sub-jaxprs (batch x free x
-  contracted sizes)."""
+  contracted sizes); without `kernel_transforms`, less the kernel transforms' (a product
+  with a [p*p, t*t] Kronecker matrix, `cpu._kernel_transform`), which scale with the
+  kernel, not with the data."""
   total = 0
   for eqn in _equations(jaxpr):
+    shapes = {tuple(v.aval.shape) for v in eqn.invars}
+    if not kernel_transforms and shapes & _KERNEL_TRANSFORMS:
+      continue
     if eqn.primitive.name == "dot_general":
       (contract, _), _ = eqn.params["dimension_numbers"]
       lhs = eqn.invars[0].aval.shape
@@ -317,6 +326,23 @@ def test_winograd_matrices_compute_the_correlation_exactly(key):
     np.testing.assert_allclose(f["AT"] @ ((f["G"] @ g) * (f["BT"] @ d)), want, atol=1e-12)
 
 
+@pytest.mark.parametrize("key", sorted(cpu._WINOGRAD))
+def test_winograd_kernel_transform_is_the_matrix_on_both_tap_axes(key):
+  g = cpu._WINOGRAD[key]["G"]
+  w = jax.random.normal(jax.random.key(0), (key[1], key[1], 5, 3))
+  got = lambda w: cpu._kernel_transform(w, g)  # noqa: E731
+  dense = jnp.asarray(g, jnp.float32)
+  ref = lambda w: jnp.einsum("pi,qj,ijab->pqab", dense, dense, w)  # noqa: E731
+  np.testing.assert_allclose(got(w), ref(w), rtol=1e-6, atol=1e-6)
+  ct = jax.random.normal(jax.random.key(1), ref(w).shape)
+  np.testing.assert_allclose(jax.vjp(got, w)[1](ct)[0], jax.vjp(ref, w)[1](ct)[0],
+                             rtol=1e-5, atol=1e-5)
+  # One [p*p, t*t] x [t*t, A*B] product.
+  jaxpr = jax.make_jaxpr(got)(w).jaxpr
+  assert _dot_multiplies(jaxpr, kernel_transforms=True) == (key[0] + key[1] - 1) ** 2 * key[1] ** 2 * 15
+  assert _dot_multiplies(jaxpr) == 0
+
+
 @pytest.mark.parametrize("key,name", [((2, 2), "G"), ((2, 2), "AT"), ((2, 3), "AT"),
                                       ((4, 2), "G"), ((4, 2), "AT"), ((4, 3), "G"),
                                       ((4, 3), "AT")])
@@ -415,7 +441,8 @@ def test_transposed_conv_forward_by_the_adjoint_winograd_equals_lax(in_h, in_w, 
     assert winograd == 4 * in_h * in_w * cin * cout * per_pixel
     assert winograd < products(lambda x, w: cpu._col2im_forward(x, w, (2, 2), out))
     hlo = jax.jit(lambda x, w: cpu._forward(x, w, (2, 2), out)).lower(x, w).compile().as_text()
-    assert len(re.findall(r"= f32\[[\d,]+\]\{[\d,]+\} dot\(", hlo)) == 1
+    # (and the kernel transform's 2-D one, `cpu._kernel_transform`)
+    assert len(re.findall(r"= f32\[\d+,\d+,\d+\]\{[\d,]+\} dot\(", hlo)) == 1
     assert cpu.tap_bytes(x.shape, w.shape, (2, 2), out, 4) == (
         per_pixel * 4 * -(-in_h // 2) * -(-in_w // 2) * (cin + 4 * cout) * 4)
 
@@ -433,10 +460,7 @@ def test_subpixel_winograd_multiplies_fewer_products_than_the_col2im(size, k, m,
   plan = cpu.subpixel_plan(x.shape, w.shape, (2, 2), out)
   assert plan == (3, -1, -1, m)
 
-  def products(fn):
-    jaxpr = jax.make_jaxpr(fn)(x, w).jaxpr
-    return sum(np.prod(e.outvars[0].aval.shape) * e.invars[0].aval.shape[-1]
-               for e in jaxpr.eqns if e.primitive.name == "dot_general")
+  products = lambda fn: _dot_multiplies(jax.make_jaxpr(fn)(x, w).jaxpr)  # noqa: E731
   got = products(lambda x, w: cpu._subpixel_winograd(x, w, (2, 2), out, plan))
   col2im = products(lambda x, w: cpu._col2im_forward(x, w, (2, 2), out))
   assert col2im == (size + 3) * size * 16 * k * k * 32  # the row-gap layout's 3 zero rows

@@ -51,6 +51,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxgan.nn.geometry import transpose_padding
 
@@ -643,6 +644,32 @@ _axis_transform.defvjp(lambda x, axis, matrix: (_axis_transform(x, axis, matrix)
                                                                    tuple(zip(*matrix))),))
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _kernel_transform(w: Array, matrix) -> Array:
+  """`matrix` [p, t] applied to both tap axes of w [t, t, A, B]: [p, p, A, B], as one
+  [p*p, t*t] x [t*t, A*B] matmul by the Kronecker product of `matrix` with itself; its
+  gradient is the product with the transposed Kronecker matrix (autodiff's had the product
+  the other way round and a transpose of the result). As two stacks of combined slices,
+  XLA:CPU's concatenate fusion wrote the [25, 512, 256] result at 4 GB/s (3.5 ms; the
+  matmul 1 ms)."""
+  return _kron_apply(w, np.kron(matrix, matrix))
+
+
+def _kron_apply(w: Array, kron) -> Array:
+  """kron [P*P, T*T] applied to w's first two axes [T, T, ...]: [P, P, ...]."""
+  p = round(kron.shape[0] ** 0.5)
+  flat = jnp.asarray(kron, w.dtype) @ w.reshape(kron.shape[1], -1)
+  return flat.reshape((p, p) + w.shape[2:])
+
+
+def _kernel_transform_bwd(matrix, _, g):
+  return (_kron_apply(g, np.kron(matrix, matrix).T),)
+
+
+_kernel_transform.defvjp(lambda w, matrix: (_kernel_transform(w, matrix), None),
+                         _kernel_transform_bwd)
+
+
 WINOGRAD_F4_MIN_SIZE = 8  # output height and width from which `_s2d_winograd` takes 4x4 tiles
 
 
@@ -691,7 +718,7 @@ def _s2d_winograd(x: Array, kernel: Array, s: int, pads, out_in: bool = False,
   v = _row_transform(xp, s, f["BT"], th, tile).reshape(b, th, n, ws, c)
   v = _winograd_transform(v, 3, f["BT"], tw, tile)  # [b, th, n, tw, n, c]
   v = v.transpose(2, 4, 0, 1, 3, 5).reshape(p, b * th * tw, c)
-  u = _winograd_transform(_winograd_transform(w, 0, f["G"]), 1, f["G"])
+  u = _kernel_transform(w, f["G"])
   if out_in:
     m = jnp.einsum("prc,pdc->prd", v, u.reshape(p, cout, c))
   else:
