@@ -29,11 +29,11 @@ Conv formulations:
             (`jaxgan.kernels.cpu._s2d_matmul`, whose gradients `kernels.cpu.conv` uses)
   mix       custom VJP: forward and dw by the s2d im2col matmul, dx = the transposed conv of dy
             by jaxgan's col2im (one matmul + col2im)
-  winograd  space-to-depth(2), then Winograd's F(2x2, 2x2) (`jaxgan.kernels.cpu._s2d_winograd`:
-            9 batched matmuls, 9/16 of the FLOPs); autodiff
-  jaxgan    `jaxgan.kernels.cpu.conv`, jaxgan's CPU path: winograd's forward and dw; dx the
-            transposed conv of dy by the sub-pixel Winograd forward where that applies (dy of
-            at least 16x16), else winograd's
+  winograd  space-to-depth(2), then Winograd's F(4x4, 2x2) on outputs of 8x8 and more, else
+            F(2x2, 2x2) (`jaxgan.kernels.cpu._s2d_winograd`: 25 or 9 batched matmuls, 25/64 or
+            9/16 of the FLOPs); autodiff
+  jaxgan    `jaxgan.kernels.cpu.conv`, jaxgan's CPU path: winograd's passes, with the
+            transformed input recomputed in the backward pass
 
 With --torch_python, benchmarks/layer_profile_torch.py runs as a server process and the same
 layer pass in PyTorch (F.conv2d / F.conv_transpose2d, NCHW, 2 threads) is timed in the same

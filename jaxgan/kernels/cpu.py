@@ -676,9 +676,10 @@ WINOGRAD_F4_MIN_SIZE = 8  # output height and width from which `_s2d_winograd` t
 def winograd_tile(out_h: int, out_w: int) -> int:
   """The output tile of `_s2d_winograd` for an out_h x out_w output: 4 (F(4x4, txt)) where
   both sizes are multiples of 4 and at least WINOGRAD_F4_MIN_SIZE, else 2 (F(2x2, txt)).
-  On 4x4 maps one tile per image leaves matmuls of batch rows against a transformed kernel
-  25/9 times the size: radford64's 8x8 -> 4x4 layer took 1.3-1.4x as long
-  (docs/performance.md)."""
+  On 4x4 outputs one tile per image leaves matmuls of batch rows against a transformed
+  kernel 25/9 times the size: radford64's 8x8 -> 4x4 layer's forward pass and input
+  gradient took 1.27-1.40x as long, and 4x4 tiles from 4x4 outputs made the step 1.045x
+  slower, from 16x16 1.021x (docs/performance.md)."""
   sizes = (out_h, out_w)
   return 4 if all(o % 4 == 0 and o >= WINOGRAD_F4_MIN_SIZE for o in sizes) else 2
 
