@@ -499,8 +499,7 @@ def conv_path(x_shape, kernel_shape, strides, padding) -> str:
   return "s2d" if s2d_plan(x_shape, kernel_shape, strides, padding) is not None else "lax"
 
 
-def _space_to_depth(x: Array, kernel: Array, s: int, pads,
-                    out_in: bool = False) -> tuple[Array, Array]:
+def _space_to_depth(x: Array, kernel: Array, s: int, pads) -> tuple[Array, Array]:
   """The padded input as s x s blocks [B, H/s, W/s, s*s*Cin], channels ordered (column
   in the block, row in the block, Cin), and the kernel as the matching stride-1 kernel
   [k/s, k/s, s*s*Cin, Cout] (`_s2d_kernel`): the stride-s conv is the plain VALID
@@ -509,7 +508,7 @@ def _space_to_depth(x: Array, kernel: Array, s: int, pads,
   xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
   hs, ws = xp.shape[1] // s, xp.shape[2] // s
   blocks = xp.reshape(b, hs, s, ws, s, cin).transpose(0, 1, 3, 4, 2, 5).reshape(b, hs, ws, -1)
-  return blocks, _s2d_kernel(kernel, s, out_in)
+  return blocks, _s2d_kernel(kernel, s)
 
 
 def _s2d_kernel(kernel: Array, s: int, out_in: bool = False) -> Array:
