@@ -745,9 +745,7 @@ def _conv_winograd_fwd(x, kernel, s, pads):
 
 def _conv_winograd_bwd(s, pads, res, dy):
   x, kernel = res
-  dkernel, = jax.vjp(lambda k: _s2d_winograd(x, k, s, pads), kernel)[1](dy)
-  dx, = jax.vjp(lambda x: _s2d_winograd(x, kernel, s, pads), x)[1](dy)
-  return dx, dkernel
+  return jax.vjp(lambda x, k: _s2d_winograd(x, k, s, pads), x, kernel)[1](dy)
 
 
 conv_winograd.defvjp(_conv_winograd_fwd, _conv_winograd_bwd)
