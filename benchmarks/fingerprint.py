@@ -24,6 +24,7 @@ import numpy as np
 from jaxgan import config as config_lib
 from jaxgan import families
 from jaxgan import sharding
+from jaxgan.training import assemble
 from jaxgan.training import state as state_lib
 from jaxgan.training import step as step_lib
 
@@ -40,7 +41,7 @@ def load_config(name: str):
 
 def fingerprint(config, steps: int) -> str:
   """SHA-256 prefix of the state's networks after `steps` steps on a fixed batch."""
-  config_lib.validate(config)
+  assemble.validate(config)
   mesh = sharding.make_mesh(jax.devices()[:1])
   gan = families.build(config)
   state = state_lib.create_state(config, gan)

@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxgan import config as config_lib
 from jaxgan import input_pipeline
+from jaxgan.data import folder
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared/data/art/wikiart_abstract_224"
 
@@ -63,8 +64,7 @@ def main() -> None:
   print(f"import tensorflow: {time.perf_counter() - t:.2f} s; cpus: {os.cpu_count()}; "
         f"load average: {os.getloadavg()[0]:.2f}")
 
-  from jaxgan.data import sources  # pylint: disable=g-import-not-at-top
-  n = len(sources.list_images(args.path))
+  n = len(folder.list_images(args.path))
   per_epoch = -(-n // args.batch)
   print(f"{args.path}: {n} files, {args.size}x{args.size}, batch {args.batch}, "
         f"{per_epoch} batches per epoch")

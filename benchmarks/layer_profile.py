@@ -15,7 +15,7 @@ Transposed-conv formulations (kernel [kh, kw, cin, cout], as jaxgan's ConvTransp
   col2im    jaxgan.kernels.cpu.conv_transpose_col2im (jaxgan's CPU path, unsliced): where
             Winograd applies, both gradients by the Winograd conv of its adjoint
   col2im_direct  the same forward with the direct col2im backward (two matmuls over all taps)
-  lax       jaxgan.nn.layers.conv_transpose_lax (the reference), autodiff
+  lax       jaxgan.nn.lax_kernels.conv_transpose_lax (the reference), autodiff
   sub4mm    sub-pixel, exact: each of the 4 output phases is a 2x2 stride-1 conv of the input,
             as one [B*H*W, 4*Cin] x [4*Cin, Cout] im2col matmul per phase; autodiff
   sub9mm    sub-pixel with zeros: all phases as ONE [B*H*W, 9*Cin] x [9*Cin, 4*Cout] matmul of
@@ -69,7 +69,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from jaxgan.kernels import cpu  # noqa: E402
-from jaxgan.nn import layers  # noqa: E402
+from jaxgan.kernels import lax as lax_kernels  # noqa: E402
 
 B = 64
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -97,7 +97,7 @@ PASSES = ("fwd", "dx", "dw")
 # ---------------------------------------------------------------- transposed convs
 
 def tconv_lax(x, w):
-  return layers.conv_transpose_lax(x, w, (2, 2), (2 * x.shape[1], 2 * x.shape[2]))
+  return lax_kernels.conv_transpose_lax(x, w, (2, 2), (2 * x.shape[1], 2 * x.shape[2]))
 
 
 def tconv_col2im(x, w):

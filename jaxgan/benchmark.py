@@ -46,8 +46,10 @@ from ml_collections import config_flags
 from jaxgan import config as config_lib
 from jaxgan import families
 from jaxgan import hostmem
+from jaxgan import input_pipeline
 from jaxgan import sharding
 from jaxgan.kernels import cpu as cpu_kernels
+from jaxgan.training import assemble
 from jaxgan.training import state as state_lib
 from jaxgan.training import step as step_lib
 
@@ -131,7 +133,7 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
   """
   if num_steps < 1 or warmup < 0:
     raise ValueError(f"num_steps={num_steps} must be >= 1 and warmup={warmup} >= 0")
-  config_lib.validate(config)
+  assemble.validate(config)
   stages = families.stages(config)
   if not 0 <= stage < len(stages):
     raise ValueError(f"stage={stage}: config has stages 0..{len(stages) - 1}")
@@ -161,9 +163,9 @@ def benchmark_step(config: ml_collections.ConfigDict, *, num_steps: int = 10,
 
   data = None
   if with_pipeline:
-    from jaxgan import input_pipeline  # pylint: disable=g-import-not-at-top (TensorFlow)
     data = input_pipeline.create_iterator(config, sharding=sharding.batch_sharding(mesh),
-                                          start_step=this.start)
+                                          start_step=this.start,
+                                          stages=assemble.data_stages(config, stages))
   pipeline_batch = lambda: {k: v for k, v in next(data).items() if k in batch}  # noqa: E731
   next_batch = (lambda: batch) if data is None else pipeline_batch  # noqa: E731
 

@@ -42,10 +42,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxgan import errors
-from jaxgan.training.state import GANState
 
 STATE, CONFIG, CHECKSUMS = "state", "config", "checksums"
 PyTree = Any
+# The training state (`jaxgan.training.state.GANState`): any flax struct of arrays whose
+# `to_state_dict` is the saved tree; nothing here depends on its fields.
+GANState = Any
 
 
 CheckpointMismatchError = errors.CheckpointMismatchError
@@ -75,20 +77,6 @@ def create_manager(directory: str | os.PathLike, *, max_to_keep: int | None = No
                                  item_handlers=handlers)
   finally:
     absl_logger.removeFilter(quiet)
-
-
-class _DropOrbaxInfo(std_logging.Filter):
-  """Drops Orbax's INFO records (a dozen lines per save or restore); its warnings pass."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return (record.levelno >= std_logging.WARNING
-            or f"{os.sep}orbax{os.sep}" not in record.pathname)
-
-
-def quiet_orbax_info_logs() -> None:
-  """Keeps Orbax's INFO lines out of the absl log handler (for the command-line tools)."""
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  logging.get_absl_handler().addFilter(_DropOrbaxInfo())
 
 
 class _DropReadOnlyNotice(std_logging.Filter):

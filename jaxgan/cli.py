@@ -25,6 +25,7 @@ from typing import Callable, NoReturn, Sequence
 from absl import app, flags
 
 from jaxgan import errors
+from jaxgan import workdir
 
 HELP_ARGS = ("--help", "-h", "--helpshort", "--helpfull", "-?")
 
@@ -43,7 +44,7 @@ def help_text(module_name: str, doc: str, required: Sequence[str] = (), width: i
     lines.append(head)
     lines += textwrap.wrap(flag.help or "", width, initial_indent="      ",
                            subsequent_indent="      ")
-  from jaxgan import config as config_lib  # pylint: disable=g-import-not-at-top
+  from jaxgan import config as config_lib  # pylint: disable=g-import-not-at-top  (fast start: JAX)
   return "\n".join(lines) + "\n\n" + config_lib.describe_fields(width) + "\n"
 
 
@@ -53,10 +54,20 @@ LOG_FORMAT = "%(levelname).1s %(asctime)s %(message)s"  # 'I 19:31:46 step 5/30 
 def quiet_console() -> None:
   """A short log prefix (level letter and time: 11 columns instead of absl's ~50 with the
   date, thread id and file), and no INFO lines from JAX's platform probe ("Unable to
-  initialize backend 'tpu'" on every machine without one)."""
+  initialize backend 'tpu'" on every machine without one), and no INFO lines from Orbax (a
+  dozen per checkpoint save or restore)."""
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   absl_logging.get_absl_handler().setFormatter(std_logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
   std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)
+  absl_logging.get_absl_handler().addFilter(_DropOrbaxInfo())
+
+
+class _DropOrbaxInfo(std_logging.Filter):
+  """Drops Orbax's INFO records (a dozen lines per save or restore); its warnings pass."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return (record.levelno >= std_logging.WARNING
+            or f"{os.sep}orbax{os.sep}" not in record.pathname)
 
 
 DEBUG_ENV = "JAXGAN_DEBUG"
@@ -90,8 +101,7 @@ def unknown_config_fields(argv: Sequence[str]) -> str | None:
   path = _config_path(argv)
   if path is None:
     return None
-  from jaxgan import config as config_lib  # pylint: disable=g-import-not-at-top
-  from jaxgan import workdir  # pylint: disable=g-import-not-at-top
+  from jaxgan import config as config_lib  # pylint: disable=g-import-not-at-top  (fast start: JAX)
   try:
     fields = list(workdir.flatten(config_lib.load_file(path).to_dict()))
   except Exception:  # pylint: disable=broad-except  (the file's own error is reported instead)

@@ -1,28 +1,25 @@
-"""The config schema: every shared field jaxgan reads, with its default, and validation.
+"""The config schema as data: every shared field jaxgan reads, with its default and its doc.
 
 Config files in `configs/` start from `default_config(family)` and override fields. The
-shared fields are documented once, here; `config.model` holds the shared model fields
-(SHARED_MODEL_FIELDS) and the fields of the family `config.model.family`, which that
-family defines and validates (`jaxgan/families/`). `validate(config)` runs before anything
-is compiled and raises `ConfigError` naming the field, the bad value and what is allowed.
+shared fields are defined and documented once, here; `config.model` holds the shared model
+fields (SHARED_MODEL_FIELDS) and the fields of the family `config.model.family`, which that
+family defines (`jaxgan/families/`). Nothing here validates: each part checks its own
+section where it lives (families: `model`, `jaxgan.data.spec`: `data`, the step:
+`train`/`optim`, augment, the evaluators: `evals`, the actions: the loop's fields), and
+`jaxgan.training.assemble.validate(config)` calls them all before anything is compiled.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Sequence
 
 import ml_collections
 
 from jaxgan import errors
+from jaxgan import families
 
-DTYPES = ("float32", "bfloat16")
-RESIZE_POLICIES = ("center_crop", "random_crop", "resize")
-G_UPDATE_FAKES = ("fresh", "reuse")  # train.g_update_fakes, see jaxgan/training/step.py
-LABELS = ("none", "subfolders")
 # config.model's own fields; the rest of config.model belongs to the family.
-SHARED_MODEL_FIELDS = ("family", "latent_dim", "num_classes", "dtype", "upsample_impl")
-
+SHARED_MODEL_FIELDS = families.SHARED_MODEL_FIELDS
 
 ConfigError = errors.ConfigError  # An invalid config value, raised before any compilation.
 
@@ -30,7 +27,6 @@ ConfigError = errors.ConfigError  # An invalid config value, raised before any c
 def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   """The full schema with defaults: the shared fields and those of model `family` (the
   default is the 128x128 hobby DCGAN, see configs/dcgan128.py)."""
-  from jaxgan import families  # pylint: disable=g-import-not-at-top
   c = ml_collections.ConfigDict()
   c.seed = 0  # seeds the initialisation, the noise and the data order
 
@@ -40,7 +36,7 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   d.source = "builtin:shapes"
   d.image_size = (128, 128)  # (height, width)
   d.channels = 3  # 3 = RGB, 1 = grayscale
-  d.resize = "center_crop"  # one of RESIZE_POLICIES
+  d.resize = "center_crop"  # 'center_crop', 'random_crop' or 'resize' (see jaxgan/data/tf_ops.py)
   d.background = (255, 255, 255)  # RGBA images are composited onto this colour
   d.flip = True  # random horizontal flip
   d.shuffle_buffer = 10_000  # TFDS shuffle buffer (folder and builtin data use full permutations)
@@ -56,11 +52,12 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
 
   # ---- model (jaxgan/families): the shared fields, then the family's own ----
   c.model = m = ml_collections.ConfigDict()
-  m.family = family  # one of jaxgan.families.FAMILIES
+  m.family = family  # one of jaxgan.families.FAMILIES (--help lists each one's fields)
   m.latent_dim = 100  # size of G's noise vector z
   m.num_classes = 0  # > 0: class-conditional G and D, labels from the data (data.labels)
-  m.dtype = "float32"  # computation dtype; parameters stay float32
-  m.upsample_impl = "auto"  # how (transposed) convolutions are computed, see jaxgan/kernels
+  m.dtype = "float32"  # computation dtype, 'float32' or 'bfloat16'; parameters stay float32
+  # how (transposed) convolutions are computed: 'auto', 'col2im' or 'lax' (see jaxgan/kernels)
+  m.upsample_impl = "auto"
   m.update(families.get(family).model_config())
 
   # ---- training (jaxgan/training/step.py, jaxgan/training/loop.py) ----
@@ -70,19 +67,29 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   t.d_steps = 1  # D updates per step, each on its own real batch
   t.g_steps = 2  # G updates per step
   t.g_update_fakes = "fresh"  # 'fresh': new noise per G update; 'reuse': the first takes D's fakes
-  t.loss = "non_saturating"  # see jaxgan/losses.py
+  # 'non_saturating', 'minimax', 'hinge', 'least_squares' or 'wasserstein'
+  # (jaxgan/training/losses.py)
+  t.loss = "non_saturating"
   t.label_smoothing = 0.0  # one-sided: real target 1 - label_smoothing (non_saturating, minimax)
   t.drift = 0.0  # drift term weight: + drift * E[D(x)^2] on real logits (ProGAN: 0.001)
-  t.penalty = "none"  # 'none', 'wgan_gp', 'r1', 'dragan'; see jaxgan/regularizers.py
+  t.penalty = "none"  # 'none', 'wgan_gp', 'r1', 'dragan'; see jaxgan/training/regularizers.py
   t.penalty_weight = 10.0  # weight of train.penalty in D's loss
   t.penalty_every = 1  # lazy regularization: every N steps, with the weight times N (StyleGAN2)
   t.allow_batchnorm_with_penalty = False  # gradient penalties are per sample: BatchNorm in D breaks them
   t.ema_decay = 0.0  # 0 disables the EMA generator
   t.sync_batchnorm = False  # multi-device: BatchNorm statistics over the whole global batch
 
-  # ---- augmentation of every image D sees (jaxgan/training/augment.py) ----
-  from jaxgan.training import augment  # pylint: disable=g-import-not-at-top
-  c.augment = augment.default_config()
+  # ---- augmentation of every image D sees (jaxgan/training/augment.py): off by default ----
+  c.augment = a = ml_collections.ConfigDict()
+  # '' (none) or a comma-separated list of 'flip', 'rotate90', 'translation', 'color',
+  # 'cutout', e.g. 'color,translation,cutout'
+  a.policy = ""
+  a.probability = 1.0  # fixed p per op and image (DiffAugment: 1); ignored with ada
+  a.ada = False  # adaptive p (ADA), starting at 0
+  a.ada_target = 0.6  # the r_t = E[sign(D(real))] that p is steered towards
+  a.ada_interval = 4  # steps between adjustments of p
+  a.ada_kimg = 500.0  # thousands of images over which p can move from 0 to 1
+  a.ada_max = 1.0  # the highest p ADA may reach
 
   c.optim = o = ml_collections.ConfigDict()
   o.g_lr = 1e-4  # G's Adam learning rate
@@ -99,8 +106,8 @@ def default_config(family: str = "dcgan") -> ml_collections.ConfigDict:
   c.max_to_keep = 3  # checkpoints kept; older ones are deleted
   c.num_samples = 64  # images in a sample grid
   c.report_every_secs = 120.0  # rewrite WORKDIR/report.html this often in a run; 0: at the end
-  # Evaluators run on their own schedule (jaxgan/training/actions.py): name -> ConfigDict
-  # with `type` (one of actions.EVALUATORS), `every` (steps) and the type's options.
+  # Evaluators run on their own schedule (jaxgan/training/evaluators.py): name -> ConfigDict
+  # with `type` (one of evaluators.EVALUATORS), `every` (steps) and the type's options.
   c.evals = ml_collections.ConfigDict()
   return c
 
@@ -115,107 +122,6 @@ def load_file(path: str | os.PathLike, arg: str | None = None) -> ml_collections
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config() if arg is None else module.get_config(arg)
-
-
-def fail(field: str, value, allowed: str) -> None:
-  """Raises ConfigError for `config.FIELD=value`, saying what is allowed."""
-  raise ConfigError(f"config.{field}={value!r} is invalid: {allowed}")
-
-
-def check_choice(config, field: str, choices: Sequence[str]) -> None:
-  """ConfigError unless `config.FIELD` ('a.b.c') is one of `choices`."""
-  value = _get(config, field)
-  if value not in choices:
-    fail(field, value, f"expected one of {', '.join(map(repr, choices))}")
-
-
-def _get(config, field: str):
-  for part in field.split("."):
-    config = config[part]
-  return config
-
-
-def check_positive(config, field: str) -> None:
-  value = _get(config, field)
-  if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-    fail(field, value, "expected a positive number")
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError for the first invalid field; returns None if all are valid.
-
-  The shared fields are checked here, then the family's own (`Family.validate`), after a
-  check that `config.model` holds no field its family does not define.
-  """
-  from jaxgan import families  # pylint: disable=g-import-not-at-top
-  from jaxgan import kernels  # pylint: disable=g-import-not-at-top
-  from jaxgan.training import losses, regularizers  # pylint: disable=g-import-not-at-top
-
-  family = families.get(config.model.family)
-  known = set(SHARED_MODEL_FIELDS) | set(family.model_config().keys())
-  for field in config.model.keys():
-    if field not in known:
-      fail(f"model.{field}", config.model[field],
-           f"model.{field} is not a field of family {family.name!r}; its fields are "
-           f"{', '.join(sorted(known))}")
-  check_choice(config, "model.dtype", DTYPES)
-  check_choice(config, "model.upsample_impl", kernels.UPSAMPLE_IMPLS)
-  check_positive(config, "model.latent_dim")
-  num_classes = config.model.num_classes
-  if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
-    fail("model.num_classes", num_classes, "expected an int >= 0 (0: unconditional)")
-
-  size = config.data.image_size
-  if len(size) != 2 or any(int(s) < 1 for s in size):
-    fail("data.image_size", tuple(size), "expected (height, width), both positive")
-  if config.data.channels not in (1, 3):
-    fail("data.channels", config.data.channels, "expected 1 (grayscale) or 3 (RGB)")
-  check_choice(config, "data.resize", RESIZE_POLICIES)
-  check_choice(config, "data.labels", LABELS)
-  source = config.data.source
-  if not any(source.startswith(p) for p in ("builtin:", "folder:", "tfds:")):
-    fail("data.source", source, "expected 'builtin:NAME', 'folder:PATH' or 'tfds:NAME[:SPLIT]'")
-  if source.startswith("folder:"):
-    path = os.path.abspath(os.path.expanduser(source[len("folder:"):]))
-    if not os.path.isdir(path):
-      what = "is not a directory" if os.path.exists(path) else "does not exist"
-      fail("data.source", source, f"{path} {what}; expected 'folder:PATH' with PATH a "
-           f"directory of images")
-  if config.data.labels == "subfolders" and not source.startswith("folder:"):
-    fail("data.labels", config.data.labels, f"'subfolders' needs a 'folder:PATH' source, not "
-         f"{source!r} (TFDS sources bring their own 'label' feature)")
-  if num_classes > 0 and source.startswith(("folder:", "builtin:")) and config.data.labels == "none":
-    fail("model.num_classes", num_classes,
-         f"a class-conditional model needs labelled data, and data.source={source!r} with "
-         f"data.labels='none' has none; use a folder with one subfolder per class and "
-         f"data.labels='subfolders', a TFDS dataset with a 'label' feature, or num_classes=0")
-
-  check_choice(config, "train.loss", tuple(losses.LOSSES))
-  check_choice(config, "train.penalty", tuple(regularizers.PENALTIES))
-  check_choice(config, "train.g_update_fakes", G_UPDATE_FAKES)
-  for field in ("train.batch_size", "train.num_steps", "train.d_steps", "train.g_steps",
-                "train.penalty_every", "optim.g_lr", "optim.d_lr", "log_every", "sample_every",
-                "checkpoint_every", "max_to_keep", "num_samples"):
-    check_positive(config, field)
-  if not isinstance(config.train.penalty_every, int):
-    fail("train.penalty_every", config.train.penalty_every, "expected a whole number of steps")
-  if not config.log_every_secs >= 0:
-    fail("log_every_secs", config.log_every_secs, "expected seconds >= 0 (0: log by steps only)")
-  if not config.report_every_secs >= 0:
-    fail("report_every_secs", config.report_every_secs, "expected seconds >= 0 (0: write the "
-         "report at the end only)")
-  if not 0.0 <= config.train.label_smoothing < 1.0:
-    fail("train.label_smoothing", config.train.label_smoothing, "expected a value in [0, 1)")
-  if not 0.0 <= config.train.ema_decay < 1.0:
-    fail("train.ema_decay", config.train.ema_decay, "expected a decay in [0, 1); 0 disables EMA")
-  if not (isinstance(config.train.drift, (int, float)) and config.train.drift >= 0):
-    fail("train.drift", config.train.drift, "expected a weight >= 0 (0: no drift term)")
-  if config.train.penalty != "none" and config.train.penalty_weight <= 0:
-    fail("train.penalty_weight", config.train.penalty_weight, "expected a positive weight")
-  from jaxgan.training import actions, augment  # pylint: disable=g-import-not-at-top
-  augment.validate(config)
-  actions.validate_evals(config)
-  family.validate(config)
 
 
 def images_per_step(config: ml_collections.ConfigDict) -> int:
@@ -304,10 +210,7 @@ def _schema_docs(fn, root: str) -> dict[str, str]:
 
 def field_docs(family: str = "dcgan") -> dict[str, str]:
   """'data.source' -> its one-line meaning, for every field of default_config(family)."""
-  from jaxgan import families  # pylint: disable=g-import-not-at-top
-  from jaxgan.training import augment  # pylint: disable=g-import-not-at-top
   docs = _schema_docs(default_config, "")
-  docs.update(_schema_docs(augment.default_config, "augment"))
   docs.update(_schema_docs(type(families.get(family)).model_config, "model"))
   return docs
 
@@ -315,7 +218,6 @@ def field_docs(family: str = "dcgan") -> dict[str, str]:
 def describe_fields(width: int = 100) -> str:
   """Every config field with its default and meaning: the shared fields, then each family's
   own model fields (the text `--help` prints)."""
-  from jaxgan import families  # pylint: disable=g-import-not-at-top
   import textwrap  # pylint: disable=g-import-not-at-top
 
   def flat(tree, prefix=""):

@@ -68,10 +68,8 @@ def main(argv):
     step = _STEP.value
     if step not in (None, "best") and not step.isdigit():
       raise ValueError(f"--step={step!r}: expected a step number or 'best'")
-    # Imported here so that --help and flag errors do not wait for JAX.
-    from jaxgan import checkpointing  # pylint: disable=g-import-not-at-top
-    from jaxgan.metrics import evaluation, offline  # pylint: disable=g-import-not-at-top
-    checkpointing.quiet_orbax_info_logs()
+    # pylint: disable-next=g-import-not-at-top
+    from jaxgan.metrics import evaluation, offline  # (fast start: JAX)
     values = offline.evaluate(
         workdir=_WORKDIR.value, step=step, images=_IMAGES.value, ref=_REF.value,
         metrics=_METRICS.value, num=_NUM.value, ref_num=_REF_NUM.value, network=_NETWORK.value,

@@ -5,10 +5,12 @@
     ckpt['data_step'] = it.step
     it.close()
 
-B is `jaxgan.config.images_per_step(config)` (global). A growing model (ProGAN) has stages
-(`jaxgan.families.Stage`) with their own batch size and resolution: batch k then has the
-size of the stage of step k, and its images are box-downsampled to that stage's size. Images are always float32 in [-1, 1]
-(x / 127.5 - 1), also when `config.model.dtype` is 'bfloat16': the model casts.
+B is train.batch_size * train.d_steps (global). A growing model (ProGAN) has stages with
+their own batch size and resolution, which the caller computes from its family and hands
+down (`stages=`, see `jaxgan.data.spec.from_config`): batch k then has the size of the
+stage of step k, and its images are box-downsampled to that stage's size. Images are always
+float32 in [-1, 1] (x / 127.5 - 1), also when `config.model.dtype` is 'bfloat16': the
+model casts.
 
 Sources (`config.data.source`):
   'folder:PATH'       every .jpg/.jpeg/.png/.webp/.bmp/.gif under PATH, recursively (GIF: the
@@ -16,14 +18,16 @@ Sources (`config.data.source`):
                       is expanded to RGB (or kept, with `channels=1`). Files that fail to decode
                       are skipped with one warning naming them; other files are ignored.
                       With `data.labels='subfolders'` each image's 'label' is the index of its
-                      first-level subfolder in sorted name order (`sources.folder_classes`).
+                      first-level subfolder in sorted name order (`folder.folder_classes`).
   'tfds:NAME[:SPLIT]' a TFDS dataset (split 'train' by default; `tfds_data_dir`); the image
                       feature is found, or named by `tfds_image_key`; 'label' is carried.
   'builtin:NAME'      a procedurally generated dataset (`jaxgan.data.builtin`: 'shapes'),
                       `builtin_size` examples, no files or network needed.
 Labels are checked against `config.model.num_classes` (a label outside [0, num_classes)
-raises ValueError naming it). Then: resize by `config.data.resize` (see `jaxgan.data.tf_ops`), an optional random flip,
-and an infinite stream with a fresh shuffle every epoch.
+raises ValueError naming it). Then: resize by `config.data.resize` (see `jaxgan.data.tf_ops`),
+an optional random flip, and an infinite stream with a fresh shuffle every epoch. The
+stages, one module each in `jaxgan.data`: spec -> list (folder | builtin | tfds_source) ->
+decode -> store -> order -> finish -> batches (which composes them).
 
 Determinism and resume: with the same seed the same batches come in the same order, and
 the position is one int, `DataIterator.step`. `create_iterator(config, start_step=k)` yields
@@ -66,7 +70,8 @@ def _processes(process_index: int | None, process_count: int | None) -> tuple[in
 
 
 def host_iterator(config, *, start_step: int = 0, process_index: int | None = None,
-                  process_count: int | None = None) -> Iterator[Batch]:
+                  process_count: int | None = None,
+                  stages: spec_lib.Stages | None = None) -> Iterator[Batch]:
   """This process's batches as numpy arrays, without device placement.
 
   Args:
@@ -74,12 +79,14 @@ def host_iterator(config, *, start_step: int = 0, process_index: int | None = No
     start_step: the first global batch to produce (the resume position).
     process_index: this process; defaults to `jax.process_index()`.
     process_count: number of processes; defaults to `jax.process_count()`.
+    stages: ((first step, global images per batch, (height, width)), ...) of a model that
+      grows; None: one stage (see `jaxgan.data.spec.from_config`).
 
   Returns:
     An infinite iterator of {'image': float32 [B/P, H, W, C] in [-1, 1]} (+ 'label' int32
     [B/P] when the source has labels): this process's contiguous slice of each global batch.
   """
-  spec = spec_lib.from_config(config)
+  spec = spec_lib.from_config(config, stages)
   index, count = _processes(process_index, process_count)
   for _, size, _ in spec.stages:
     if size % count:
@@ -88,12 +95,13 @@ def host_iterator(config, *, start_step: int = 0, process_index: int | None = No
                        f"processes")
   if start_step < 0:
     raise ValueError(f"start_step={start_step} must be >= 0")
-  from jaxgan.data import sources  # pylint: disable=g-import-not-at-top  (TensorFlow)
-  return sources.host_batches(spec, int(start_step), index, count)
+  from jaxgan.data import batches  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  return batches.host_batches(spec, int(start_step), index, count)
 
 
 def load_examples(config, num: int, *, start_step: int = 0, process_index: int | None = None,
-                  process_count: int | None = None) -> Batch:
+                  process_count: int | None = None,
+                  stages: spec_lib.Stages | None = None) -> Batch:
   """The first `num` examples of this process's stream from `start_step`, as numpy arrays.
 
   For a grid of real images, or tests. Same arguments as `host_iterator`.
@@ -102,7 +110,7 @@ def load_examples(config, num: int, *, start_step: int = 0, process_index: int |
     {'image': float32 [num, H, W, C] in [-1, 1]} (+ 'label' [num]).
   """
   batches = host_iterator(config, start_step=start_step, process_index=process_index,
-                          process_count=process_count)
+                          process_count=process_count, stages=stages)
   parts, have = [], 0
   while have < num:
     parts.append(next(batches))
@@ -111,14 +119,13 @@ def load_examples(config, num: int, *, start_step: int = 0, process_index: int |
   return {k: np.concatenate([p[k] for p in parts])[:num] for k in parts[0]}
 
 
-def reference_set(config, num: int, batch: int):
+def reference_set(config, num: int, batch: int, *, stages: spec_lib.Stages | None = None):
   """The real images of `config.data` that metrics compare against (see
-  `jaxgan.data.sources.reference_set`): (key of the data and its preprocessing, `open()` ->
+  `jaxgan.data.batches.reference_set`): (key of the data and its preprocessing, `open()` ->
   (iterator of float32 [batch, H, W, C] numpy batches in [-1, 1] at config.data.image_size,
-  number of images))."""
-  from jaxgan.data import sources  # pylint: disable=g-import-not-at-top  (TensorFlow)
-  sources.hide_gpus_from_tf()
-  return sources.reference_set(spec_lib.from_config(config), int(num), int(batch))
+  number of images)). `stages` as for `host_iterator` (a reference set is at full size)."""
+  from jaxgan.data import batches  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  return batches.reference_set(spec_lib.from_config(config, stages), int(num), int(batch))
 
 
 def default_sharding() -> jax.sharding.NamedSharding:
@@ -182,7 +189,7 @@ class DataIterator:
       prefetch: batches placed ahead of the consumer; 0 places them on demand.
     """
     self._batches, self._place = batches, place
-    # The dataset, when the source tells (jaxgan.data.sources.Batches).
+    # The dataset, when the source tells (jaxgan.data.batches.Batches).
     self.num_examples = getattr(batches, "num_examples", None)
     self.skipped = tuple(getattr(batches, "skipped", ()))
     self._step = int(start_step)
@@ -241,19 +248,23 @@ class DataIterator:
 
 
 def create_iterator(config, *, sharding: jax.sharding.NamedSharding | None = None,
-                    start_step: int = 0) -> DataIterator:
+                    start_step: int = 0,
+                    stages: spec_lib.Stages | None = None) -> DataIterator:
   """The training data: global batches on the devices, from batch `start_step` on.
 
   Args:
     config: the full config (config.data, config.seed, config.train are read).
     sharding: how a batch is placed; default `default_sharding()` (split along 'data').
     start_step: the resume position, a previous `DataIterator.step`.
+    stages: ((first step, global images per batch, (height, width)), ...) of a model that
+      grows, computed by the caller from its family's stages; None: one stage.
 
   Returns:
     A DataIterator of {'image': jax.Array float32 [B, H, W, C] in [-1, 1]} (+ 'label' int32
-    [B] when the source has labels), B = `jaxgan.config.images_per_step(config)`.
+    [B] when the source has labels), B = train.batch_size * train.d_steps (or the batch
+    of step k's stage).
   """
   sharding = sharding or default_sharding()
-  batches = host_iterator(config, start_step=start_step)
+  batches = host_iterator(config, start_step=start_step, stages=stages)
   return DataIterator(batches, lambda b: to_global(b, sharding), start_step=start_step,
                       prefetch=config.data.prefetch)

@@ -24,7 +24,6 @@ import jax  # noqa: E402  (after the allocator set-up above)
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxgan import checkpointing
 from jaxgan import distributed
 from jaxgan.training import loop
 
@@ -46,7 +45,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  checkpointing.quiet_orbax_info_logs()
   if _XLA_CACHE.value and not jax.config.jax_compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_XLA_CACHE.value))
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

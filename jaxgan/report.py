@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from jaxgan import errors
 from jaxgan import images as images_lib
 from jaxgan import workdir as workdir_lib
 
@@ -166,7 +167,7 @@ def _eval_rows(records: list[dict[str, Any]], wd: workdir_lib.Workdir) -> list[t
 def _config_section(wd: workdir_lib.Workdir) -> str:
   if not wd.config_json.exists():
     return '<p class="note">No config.json yet.</p>'
-  from jaxgan import config as config_lib  # pylint: disable=g-import-not-at-top
+  from jaxgan import config as config_lib  # pylint: disable=g-import-not-at-top  (fast start: JAX)
   config = workdir_lib.load_config(wd)
   defaults = config_lib.default_config(config.model.family).to_dict()
   diff = workdir_lib.config_diff(defaults, config.to_dict())
@@ -290,7 +291,7 @@ def write(wd: workdir_lib.Workdir, out: str | os.PathLike | None = None,
 
 def nearest_is_stale(wd: workdir_lib.Workdir) -> bool:
   """Whether WORKDIR/nearest.json is missing or of an older step than the latest checkpoint."""
-  from jaxgan import checkpointing  # pylint: disable=g-import-not-at-top
+  from jaxgan import checkpointing  # pylint: disable=g-import-not-at-top  (fast start: Orbax)
   if not wd.checkpoints.is_dir():
     return False
   manager = checkpointing.create_manager(wd.checkpoints, read_only=True)
@@ -315,16 +316,14 @@ def main(argv):
   if _NEAREST.value < 0:
     raise app.UsageError(f"--nearest={_NEAREST.value}: expected the number of neighbours, "
                          f">= 0 (0: do not compute them)")
-  from jaxgan import checkpointing  # pylint: disable=g-import-not-at-top
-  checkpointing.quiet_orbax_info_logs()
   if _NEAREST.value and nearest_is_stale(wd):
-    from jaxgan.metrics import nearest  # pylint: disable=g-import-not-at-top
+    from jaxgan.metrics import nearest  # pylint: disable=g-import-not-at-top  (fast start: JAX)
     t = time.perf_counter()
     try:
       for line in nearest.write_check(str(wd.root), k=_NEAREST.value):
         logging.info("%s", line)
       logging.info("Memorisation check in %.1f s.", time.perf_counter() - t)
-    except (ValueError, FileNotFoundError, checkpointing.CorruptCheckpointError) as e:
+    except (ValueError, FileNotFoundError, errors.CorruptCheckpointError) as e:
       logging.warning("No memorisation check on the page: %s", e)
   path = write(wd, _OUT.value or None)
   logging.info("Wrote %s (%.1f MB); open it in a browser (reload it to see a running job's "

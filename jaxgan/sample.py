@@ -31,6 +31,9 @@ from typing import Sequence
 
 from absl import app, flags, logging
 
+from jaxgan import images
+from jaxgan import workdir as workdir_lib
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training run's workdir.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
 _NUM = flags.DEFINE_integer("num", None, "Images, from seeds 0..num-1 (when --seeds is not "
@@ -88,9 +91,7 @@ def write_samples(workdir: str, out: str, *, seeds: Sequence[int] | None = None,
   Returns:
     A one-line description of what was written.
   """
-  # Imported here so that --help and argument errors do not wait for JAX.
-  from jaxgan import checkpointing, images, sampling  # pylint: disable=g-import-not-at-top
-  checkpointing.quiet_orbax_info_logs()
+  from jaxgan import sampling  # pylint: disable=g-import-not-at-top  (fast start: JAX)
 
   gen = sampling.load_generator(workdir, step=step, ema=ema, best=best)
   latent_dim, conditional = gen.config.model.latent_dim, gen.gan.conditional
@@ -131,11 +132,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   if _SUMMARY.value:
-    from jaxgan import workdir  # pylint: disable=g-import-not-at-top
-    wd = workdir.Workdir(_WORKDIR.value)
+    wd = workdir_lib.Workdir(_WORKDIR.value)
     if not wd.root.is_dir():
       raise app.UsageError(f"--workdir={_WORKDIR.value}: no such directory")
-    written = workdir.write_summary(wd)
+    written = workdir_lib.write_summary(wd)
     if not written:
       raise app.UsageError(f"--workdir={_WORKDIR.value}: no metrics.jsonl records and no "
                            f"sample grids to summarise")
@@ -160,7 +160,7 @@ def main(argv):
     raise app.UsageError(f"--nearest={_NEAREST.value}: expected the number of neighbours, >= 1")
   if _NEAREST.value:
     try:
-      from jaxgan.metrics import nearest  # pylint: disable=g-import-not-at-top
+      from jaxgan.metrics import nearest  # pylint: disable=g-import-not-at-top  (fast start: JAX)
       lines = nearest.write_check(_WORKDIR.value, _OUT.value if _OUT.present else None,
                                   k=_NEAREST.value, num=_NUM.value, seeds=seeds,
                                   ref_num=_NEAREST_REF.value, features=_FEATURES.value,

@@ -37,3 +37,11 @@ def check_batch_divides(global_batch: int, mesh: Mesh,
   if global_batch % n:
     raise errors.DataError(f"{what}={global_batch} does not divide by the {n} devices "
                            f"of the mesh: choose a multiple of {n}")
+
+
+def host(tree):
+  """Host copy of replicated arrays. In a multi-process run a replicated array spans
+  other processes' devices too, so `jax.device_get` cannot read it whole; every replica
+  holds the same value, so this process reads its first local one."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array)
+                      else x, tree)

@@ -109,7 +109,7 @@ def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   Configs written before model families name the family `model.name`; it becomes
   `model.family`. Fields the saved config has keep their saved values.
   """
-  from jaxgan import config as config_lib  # pylint: disable=g-import-not-at-top
+  from jaxgan import config as config_lib  # pylint: disable=g-import-not-at-top  (fast start: JAX)
   saved = config.to_dict()
   model = saved.get("model", {})
   if "family" not in model and "name" in model:

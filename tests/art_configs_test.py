@@ -9,6 +9,7 @@ import pytest
 
 from jaxgan import config as config_lib
 from jaxgan import workdir as workdir_lib
+from jaxgan.training import assemble
 from jaxgan.training import loop
 from tests.conftest import run_main
 from tests.helpers import ROOT, load_config
@@ -29,7 +30,7 @@ def paintings(tmp_path_factory):
 
 def test_art128_is_the_label_smoothed_dcgan():
   c = load_config("art128")
-  config_lib.validate(c)
+  assemble.validate(c)
   assert (c.train.batch_size, c.model.latent_dim, c.train.loss) == (128, 150, "non_saturating")
   assert c.train.label_smoothing == pytest.approx(0.1)  # real target 0.9
   assert (c.optim.g_lr, c.optim.d_lr, c.optim.b1, c.optim.b2) == (2e-4, 2e-4, 0.5, 0.999)
@@ -40,7 +41,7 @@ def test_art128_is_the_label_smoothed_dcgan():
 
 def test_wgan_gp128_is_a_wgan_gp_critic_and_rejects_batchnorm():
   c = load_config("wgan_gp128")
-  config_lib.validate(c)
+  assemble.validate(c)
   assert (c.train.loss, c.train.penalty, c.train.penalty_weight) == ("wasserstein", "wgan_gp", 10.0)
   assert (c.train.d_steps, c.train.g_steps, c.optim.b1, c.optim.b2) == (5, 1, 0.0, 0.9)
   assert c.model.discriminator.norm == "layer"
@@ -48,7 +49,7 @@ def test_wgan_gp128_is_a_wgan_gp_critic_and_rejects_batchnorm():
   c.model.discriminator.norm = "batch"
   with pytest.raises(config_lib.ConfigError, match=r"model.discriminator.norm='batch' is invalid: "
                      r"BatchNorm in the discriminator .* train.penalty='wgan_gp'"):
-    config_lib.validate(c)
+    assemble.validate(c)
 
 
 def _smoke(name, paintings, tmp_path, **overrides):

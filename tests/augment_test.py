@@ -8,6 +8,7 @@ import pytest
 
 from jaxgan import config as config_lib
 from jaxgan import families, sharding
+from jaxgan.training import assemble
 from jaxgan.training import augment
 from jaxgan.training import loop
 from jaxgan.training import step as steps
@@ -135,9 +136,9 @@ def test_bad_augment_fields_are_config_errors():
                                 ("probability", 1.5, r"\[0, 1\]"), ("ada_max", 0.0, r"\(0, 1\]")]:
     config = tiny_config(**{f"augment.{field}": value})
     with pytest.raises(config_lib.ConfigError, match=f"config.augment.{field}=.*{message}"):
-      config_lib.validate(config)
+      assemble.validate(config)
   with pytest.raises(config_lib.ConfigError, match="augment.ada=True.*needs ops"):
-    config_lib.validate(tiny_config(**{"augment.ada": True}))
+    assemble.validate(tiny_config(**{"augment.ada": True}))
 
 
 ADA_CONFIG = {"augment.policy": "flip,rotate90,translation,color,cutout", "augment.ada": True,

@@ -13,6 +13,7 @@ from jaxgan import images
 from jaxgan import input_pipeline
 from jaxgan import sample as sample_cli
 from jaxgan import sampling
+from jaxgan.training import assemble
 from jaxgan.training import loop
 from tests.conftest import REPO, load_config, subprocess_env
 
@@ -118,11 +119,11 @@ def test_a_conditional_config_on_unlabelled_data_is_an_error(colour_folder):
   config.data.labels = "none"
   with pytest.raises(config_lib.ConfigError, match=r"config.model.num_classes=3 is invalid: a "
                      r"class-conditional model needs labelled data"):
-    config_lib.validate(config)
+    assemble.validate(config)
   config = load_config()
   config.model.num_classes = 2  # the builtin dataset has no labels
   with pytest.raises(config_lib.ConfigError, match=r"num_classes=2 is invalid.*builtin:shapes"):
-    config_lib.validate(config)
+    assemble.validate(config)
 
 
 def test_more_class_folders_than_num_classes_is_an_error(colour_folder):

@@ -14,6 +14,7 @@ from jaxgan import config as config_lib
 from jaxgan import sharding
 from jaxgan import workdir as workdir_lib
 from jaxgan.metrics import evaluation, networks, offline
+from jaxgan.training import assemble
 from jaxgan.training import loop
 from tests.conftest import REPO, load_config, subprocess_env
 
@@ -114,7 +115,7 @@ def test_bad_metrics_options_are_config_errors(tmp_path, option, value, message)
   config = metrics_config(tmp_path, 4, metrics="fid")
   config.evals.metrics[option] = value
   with pytest.raises(config_lib.ConfigError, match=f"config.evals.metrics.{option}=.*{message}"):
-    config_lib.validate(config)
+    assemble.validate(config)
 
 
 def test_one_best_checkpoint_per_run(tmp_path):
@@ -122,9 +123,9 @@ def test_one_best_checkpoint_per_run(tmp_path):
   config.evals.fid50k = config.evals.metrics.copy_and_resolve_references()
   with pytest.raises(config_lib.ConfigError, match="one best checkpoint per run: the 'metrics' "
                      "entries fid50k, metrics all keep one"):
-    config_lib.validate(config)
+    assemble.validate(config)
   config.evals.fid50k.keep_best = ""
-  config_lib.validate(config)
+  assemble.validate(config)
 
 
 def test_missing_inception_weights_fail_before_training(tmp_path, monkeypatch):
@@ -135,7 +136,7 @@ def test_missing_inception_weights_fail_before_training(tmp_path, monkeypatch):
   config.evals.metrics.network = "inception"
   with pytest.raises(config_lib.ConfigError, match="evals.metrics.weights=.*download it from "
                      "https://github.com/mseitzer/pytorch-fid/releases"):
-    config_lib.validate(config)
+    assemble.validate(config)
 
 
 def test_command_line_scores_two_image_sets(tmp_path):

@@ -8,11 +8,13 @@ import ml_collections
 import numpy as np
 import pytest
 
+from jaxgan import checks
 from jaxgan import config as config_lib
 from jaxgan import families
 from jaxgan import sharding
 from jaxgan import workdir as workdir_lib
 from jaxgan.training import actions as actions_lib
+from jaxgan.training import assemble
 from jaxgan.training import loop
 from jaxgan.training import regularizers
 from jaxgan.training import state as state_lib
@@ -56,7 +58,7 @@ class _Toy(families.Family):
 
   def validate(self, config):
     if not config.model.scale > 0:
-      config_lib.fail("model.scale", config.model.scale, "expected > 0")
+      checks.fail("model.scale", config.model.scale, "expected > 0")
 
   def build(self, config):
     h, w = config.data.image_size
@@ -109,14 +111,14 @@ def test_a_family_defined_in_a_test_trains_checkpoints_and_resumes_bit_exactly(
 def test_family_fields_are_validated_by_the_family(toy_config):
   toy_config.model.scale = -1.0
   with pytest.raises(config_lib.ConfigError, match=r"model.scale=-1.0 is invalid: expected > 0"):
-    config_lib.validate(toy_config)
+    assemble.validate(toy_config)
 
 
 def test_unknown_family_lists_the_registered_ones():
   config = tiny_config(**{"model.family": "stylegan9"})
   with pytest.raises(config_lib.ConfigError,
                      match=r"config.model.family='stylegan9' is invalid: expected one of 'dcgan'"):
-    config_lib.validate(config)
+    assemble.validate(config)
 
 
 def test_a_field_of_another_family_is_rejected(toy_config):
@@ -124,14 +126,14 @@ def test_a_field_of_another_family_is_rejected(toy_config):
   with pytest.raises(config_lib.ConfigError,
                      match=r"model.generator is not a field of family 'toy_test_family'; its "
                            r"fields are dtype, family, latent_dim, num_classes, scale"):
-    config_lib.validate(toy_config)
+    assemble.validate(toy_config)
 
 
 # ---- regularizers: lazy schedule and a G regularizer --------------------------------------
 
 def _run(config, schedule, num_steps=8):
   """num_steps steps on a fixed batch; `schedule(i)` -> the step function of step i."""
-  config_lib.validate(config)
+  assemble.validate(config)
   mesh = sharding.make_mesh(jax.devices()[:1])
   gan = families.build(config)
   state = state_lib.create_state(config, gan)
@@ -198,7 +200,7 @@ def test_regularizer_entries_are_checked():
   with pytest.raises(ValueError, match=r"network='x', expected one of \('d', 'g'\)"):
     regularizers.Regularizer("p", "x", regularizers.r1, 1.0)
   with pytest.raises(config_lib.ConfigError, match=r"train.penalty_every=0 is invalid"):
-    config_lib.validate(tiny_config(**{"train.penalty_every": 0}))
+    assemble.validate(tiny_config(**{"train.penalty_every": 0}))
 
 
 # ---- evaluators from config.evals ----------------------------------------------------------
@@ -239,4 +241,4 @@ def test_bad_evals_are_rejected(evals, match):
   config = tiny_config()
   config.evals = ml_collections.ConfigDict(evals)
   with pytest.raises(config_lib.ConfigError, match=match):
-    config_lib.validate(config)
+    assemble.validate(config)

@@ -8,6 +8,7 @@ import pytest
 
 from jaxgan import config as config_lib
 from jaxgan import families
+from jaxgan.training import assemble
 from jaxgan.training import regularizers as regs
 from jaxgan.training import state as state_lib
 from jaxgan.training import step as steps
@@ -115,7 +116,7 @@ def test_reuse_equals_a_hand_written_update(g_l2_weight):
                           "optim.g_lr": 1e-2, "optim.d_lr": 1e-2,
                           "model.generator.use_bias": False,
                           "model.discriminator.use_bias": False})
-  config_lib.validate(config)
+  assemble.validate(config)
   gan = families.build(config)
   state = state_lib.create_state(config, gan)
   batch = {"image": state_reals(config)}
@@ -138,4 +139,4 @@ def test_reuse_equals_a_hand_written_update(g_l2_weight):
 def test_unknown_schedule_is_a_config_error():
   config = tiny_config(**{"train.g_update_fakes": "recycle"})
   with pytest.raises(Exception, match="train.g_update_fakes.*'recycle'.*fresh.*reuse"):
-    config_lib.validate(config)
+    assemble.validate(config)

@@ -18,9 +18,12 @@ import tensorflow_datasets as tfds
 
 from jaxgan import config as config_lib
 from jaxgan import input_pipeline
+from jaxgan.data import batches as batches_lib
 from jaxgan.data import builtin
+from jaxgan.data import decode
+from jaxgan.data import finish
+from jaxgan.data import folder as folder_lib
 from jaxgan.data import order
-from jaxgan.data import sources
 from jaxgan.data import spec as spec_lib
 from jaxgan.data import tf_ops
 
@@ -230,7 +233,7 @@ def test_folder_listing_never_enters_a_folder_twice(tmp_path, caplog):
   os.symlink(root / "a", root / "twin")               # and a third
   os.symlink(tmp_path / "gone", root / "broken")      # a broken link: not a folder, no image
   with caplog.at_level(logging.WARNING):
-    files = sources.list_images(str(root))
+    files = folder_lib.list_images(str(root))
   assert len(files) == 12 and len(set(files)) == 12
   warning = " ".join(r.getMessage() for r in caplog.records)
   assert "skipped 3 links to folders already listed" in warning
@@ -239,17 +242,18 @@ def test_folder_listing_never_enters_a_folder_twice(tmp_path, caplog):
 
 
 def test_small_datasets_are_warned_about():
-  from jaxgan.training import loop  # pylint: disable=g-import-not-at-top
-  assert "fewer than one batch of 64" in loop.small_data_warning(20, 64)
-  assert "fewer than 4 batches of 64" in loop.small_data_warning(200, 64)
-  assert loop.small_data_warning(256, 64) is None and loop.small_data_warning(None, 64) is None
+  from jaxgan.training import console  # pylint: disable=g-import-not-at-top
+  assert "fewer than one batch of 64" in console.small_data_warning(20, 64)
+  assert "fewer than 4 batches of 64" in console.small_data_warning(200, 64)
+  assert (console.small_data_warning(256, 64) is None
+          and console.small_data_warning(None, 64) is None)
 
 
 
 def test_folder_mixed_formats_skips_corrupt_with_one_warning(mixed_folder, caplog):
   spec = spec_lib.from_config(make_config(f"folder:{mixed_folder}"))
   with caplog.at_level(logging.WARNING):
-    store = sources.build_store(spec)
+    store = batches_lib.build_store(spec)
   assert len(store) == NUM_GOOD_FILES
   warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
               and "could not be decoded" in r.getMessage()]
@@ -306,7 +310,7 @@ def test_cache_memory_disk_and_none_give_identical_batches(mixed_folder, tmp_pat
 
   def no_decoding(*args, **kwargs):
     raise AssertionError("decoded although cached on disk")
-  monkeypatch.setattr(sources, "_decode_all", no_decoding)
+  monkeypatch.setattr(decode, "decode_all", no_decoding)
   again = host(make_config(src, cache=str(tmp_path / "cache"), **kw), 4, start_step=2)
   assert_batches_equal(memory, again)
 
@@ -321,7 +325,7 @@ def test_order_is_a_new_permutation_every_epoch():
     assert sorted(e) == list(range(n))
   assert not np.array_equal(epochs[0], epochs[1])
   np.testing.assert_array_equal(idx[7:15], order.example_indices(np.arange(7, 15), n, seed=1))
-  flips = order.flips(1, np.arange(10_000))
+  flips = finish.flips(1, np.arange(10_000))
   assert 0.47 < flips.mean() < 0.53
   u = order.uniform(1, np.arange(10_000), 2)
   assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.02
@@ -532,9 +536,9 @@ def test_real_folders_load(sub, size, channels):
   path = _shared(sub)
   c = make_config(f"folder:{path}", size=size, channels=channels)
   spec = spec_lib.from_config(c)
-  store = sources.build_store(spec)
-  assert len(store) == len(sources.list_images(str(path))) and not store.skipped
-  batch = next(sources.stored_batches(spec, store, 0, 0, 1))["image"]
+  store = batches_lib.build_store(spec)
+  assert len(store) == len(folder_lib.list_images(str(path))) and not store.skipped
+  batch = next(batches_lib.stored_batches(spec, store, 0, 0, 1))["image"]
   assert batch.shape == (8, *size, channels) and -1 <= batch.min() and batch.max() <= 1
 
 

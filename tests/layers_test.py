@@ -10,6 +10,7 @@ import pytest
 
 from jaxgan import kernels
 from jaxgan.kernels import cpu
+from jaxgan.kernels import lax as lax_kernels
 from jaxgan.nn import layers
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -30,7 +31,7 @@ def _inputs(in_h, in_w, k, cin=3, cout=5, batch=2):
 def test_col2im_equals_lax_forward_and_gradient(in_h, in_w, out_h, out_w, k, s, chunks):
   # chunks: the whole batch at once, or 2 or 4 batch slices in turn (lax.map / lax.scan).
   x, w = _inputs(in_h, in_w, k, batch=4)
-  ref = layers.conv_transpose_lax(x, w, (s, s), (out_h, out_w))
+  ref = lax_kernels.conv_transpose_lax(x, w, (s, s), (out_h, out_w))
   col2im = lambda x, w, s, o: cpu.conv_transpose_col2im(x, w, s, o, chunks)  # noqa: E731
   got = col2im(x, w, (s, s), (out_h, out_w))
   assert got.shape == ref.shape == (4, out_h, out_w, 5)
@@ -38,7 +39,7 @@ def test_col2im_equals_lax_forward_and_gradient(in_h, in_w, out_h, out_w, k, s, 
   ct = jax.random.normal(jax.random.key(7), ref.shape)  # a random cotangent
   grads = lambda fn: jax.grad(lambda x, w: jnp.sum(fn(x, w, (s, s), (out_h, out_w)) * ct),
                               argnums=(0, 1))(x, w)
-  for g_ref, g_got in zip(grads(layers.conv_transpose_lax), grads(col2im)):
+  for g_ref, g_got in zip(grads(lax_kernels.conv_transpose_lax), grads(col2im)):
     np.testing.assert_allclose(g_got, g_ref, rtol=1e-4, atol=1e-4)
 
 
@@ -49,7 +50,7 @@ def test_lax_reference_is_the_adjoint_of_a_same_convolution(in_h, in_w, out_h, o
   w_adj = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
   conv = lambda y: jax.lax.conv_general_dilated(y, w_adj, (s, s), "SAME", dimension_numbers=DN)
   _, vjp = jax.vjp(conv, jnp.zeros((2, out_h, out_w, 5)))
-  np.testing.assert_allclose(layers.conv_transpose_lax(x, w, (s, s), (out_h, out_w)), vjp(x)[0],
+  np.testing.assert_allclose(lax_kernels.conv_transpose_lax(x, w, (s, s), (out_h, out_w)), vjp(x)[0],
                              rtol=1e-5, atol=1e-5)
 
 
@@ -60,7 +61,7 @@ def test_batch_slices_bound_the_tap_tensor():
   assert cpu.batch_chunks(32, taps, 2**40) == 1
   assert cpu.batch_chunks(6, 7 * 2**20, 2**20) == 6  # no divisor fits: one image a slice
   x, w = _inputs(8, 8, 5, batch=6)
-  ref = layers.conv_transpose_lax(x, w, (2, 2), (16, 16))
+  ref = lax_kernels.conv_transpose_lax(x, w, (2, 2), (16, 16))
   taps = 6 * 8 * 8 * 5 * 5 * 5 * 4  # 192 kB
   assert [cpu.batch_chunks(6, taps, b) for b in (10_000, 70_000, 2**30)] == [6, 3, 1]
   for budget in (0, 10_000, 70_000, 2**30):
@@ -86,7 +87,7 @@ def test_module_matches_flax_conv_transpose_shapes_and_params(impl):
   assert jax.tree.map(jnp.shape, variables) == jax.tree.map(jnp.shape, ref)
   y = mod.apply(variables, x)
   p = variables["params"]
-  np.testing.assert_allclose(y, layers.conv_transpose_lax(x, p["kernel"], (2, 2), (16, 16)) + p["bias"],
+  np.testing.assert_allclose(y, lax_kernels.conv_transpose_lax(x, p["kernel"], (2, 2), (16, 16)) + p["bias"],
                              rtol=1e-5, atol=1e-5)
 
 
@@ -96,7 +97,7 @@ def test_auto_picks_col2im_on_cpu_and_plain_layers_elsewhere():
   assert kernels.select("auto").conv_transpose is cpu.conv_transpose
   assert kernels.select("auto").add_bias is cpu.add_bias
   gpu = kernels.select("auto", backend="gpu")
-  assert gpu.conv_transpose is layers.conv_transpose_lax and gpu.add_bias is not cpu.add_bias
+  assert gpu.conv_transpose is lax_kernels.conv_transpose_lax and gpu.add_bias is not cpu.add_bias
 
 
 @pytest.mark.parametrize("impl", ["col2im", "lax"])
@@ -279,7 +280,7 @@ def test_transposed_conv_winograd_gradients_equal_lax(in_h, in_w, k, cout, s, wi
   x, w = _inputs(in_h, in_w, k, cin=6, cout=cout, batch=4)
   assert (cpu._winograd_adjoint(x.shape, w.shape, (s, s), out) is not None) == winograd
   col2im = lambda x, w: cpu.conv_transpose_col2im(x, w, (s, s), out, chunks)  # noqa: E731
-  ref = lambda x, w: layers.conv_transpose_lax(x, w, (s, s), out)  # noqa: E731
+  ref = lambda x, w: lax_kernels.conv_transpose_lax(x, w, (s, s), out)  # noqa: E731
   np.testing.assert_allclose(col2im(x, w), ref(x, w), rtol=1e-5, atol=1e-4)
   ct = jax.random.normal(jax.random.key(7), ref(x, w).shape)
   grads = lambda fn: jax.grad(lambda x, w: jnp.sum(fn(x, w) * ct), argnums=(0, 1))(x, w)  # noqa: E731
@@ -391,7 +392,7 @@ def test_transposed_conv_subpixel_winograd_forward_equals_lax(in_h, in_w, out_h,
   x, w = _inputs(in_h, in_w, k, cin=cin, cout=cout, batch=4)
   plan = cpu.subpixel_plan(x.shape, w.shape, (s, s), out)
   assert (plan is not None) == subpixel
-  ref = lambda x, w: layers.conv_transpose_lax(x, w, (s, s), out)  # noqa: E731
+  ref = lambda x, w: lax_kernels.conv_transpose_lax(x, w, (s, s), out)  # noqa: E731
   got = lambda x, w: cpu.conv_transpose_col2im(x, w, (s, s), out, chunks)  # noqa: E731
   # F(4x4, 3x3) rounds to up to about 1e-5 of the output's scale (its transforms scale
   # values by up to 100; a direct sum's rounding is about 1e-7 of it); the rest as before.
@@ -423,7 +424,7 @@ def test_transposed_conv_forward_by_the_adjoint_winograd_equals_lax(in_h, in_w, 
   x, w = _inputs(in_h, in_w, k, cin=cin, cout=cout, batch=4)
   plan = cpu.adjoint_forward_plan(x.shape, w.shape, (2, 2), out)
   assert (plan is not None) == adjoint
-  ref = lambda x, w: layers.conv_transpose_lax(x, w, (2, 2), out)  # noqa: E731
+  ref = lambda x, w: lax_kernels.conv_transpose_lax(x, w, (2, 2), out)  # noqa: E731
   got = lambda x, w: cpu.conv_transpose(x, w, (2, 2), out)  # noqa: E731
   np.testing.assert_allclose(got(x, w), ref(x, w), rtol=1e-5, atol=1e-4)
   ct = jax.random.normal(jax.random.key(7), ref(x, w).shape)

@@ -7,6 +7,7 @@ import pytest
 
 from jaxgan import config as config_lib
 from jaxgan import families
+from jaxgan.training import assemble
 from tests.helpers import load_config, tiny_config
 
 
@@ -83,7 +84,7 @@ def count(tree):
 def test_architecture_shapes_and_parameter_counts(name):
   arg, shape, g_params, d_params = EXPECTED[name]
   config = load_config(name.split(":")[0], arg)
-  config_lib.validate(config)
+  assemble.validate(config)
   gan = families.build(config)
   z = jax.ShapeDtypeStruct((2, config.model.latent_dim), jnp.float32)
   g_vars = jax.eval_shape(lambda z: gan.generator.init(jax.random.key(0), z, train=False), z)

@@ -16,6 +16,7 @@ from jaxgan import sharding
 from jaxgan import workdir as workdir_lib
 from jaxgan.data import order
 from jaxgan.families import progan
+from jaxgan.training import assemble
 from jaxgan.training import loop
 from jaxgan.training import step as step_lib
 from tests.helpers import load_config
@@ -183,7 +184,7 @@ def test_schedule_as_a_function_of_images_shown_matches_the_table(config):
 
 def test_the_paper_schedule_of_progan256():
   c = load_config("progan256")
-  config_lib.validate(c)
+  assemble.validate(c)
   phases = progan.phases(c)
   assert len(phases) == 13 and phases[0].resolution == 4 and phases[-1].resolution == 256
   assert all(p.images == 800_000 for p in phases)
@@ -194,9 +195,11 @@ def test_the_paper_schedule_of_progan256():
 
 def test_growing_pipeline_follows_the_stages(config):
   import dataclasses  # pylint: disable=g-import-not-at-top
-  from jaxgan.data import sources, spec as spec_lib  # pylint: disable=g-import-not-at-top
+  from jaxgan.data import batches, spec as spec_lib  # pylint: disable=g-import-not-at-top
   config.data.flip = False
-  spec = spec_lib.from_config(config)
+  data_stages = tuple((s.start, s.batch_size * config.train.d_steps, tuple(s.image_shape[:2]))
+                      for s in families.stages(config))
+  spec = spec_lib.from_config(config, stages=data_stages)
   stages = ((0, 8, (4, 4)), (8, 8, (8, 8)), (24, 4, (16, 16)))
   assert spec.stages == stages
   assert order.span(7, stages) == (56, 8, 0)
@@ -204,9 +207,9 @@ def test_growing_pipeline_follows_the_stages(config):
   assert order.span(25, stages) == (196, 4, 2)
   # The reference: the same stream of 16x16 images, one per step.
   one = dataclasses.replace(spec, batch_size=1, stages=((0, 1, (16, 16)),))
-  ref = sources.host_batches(one, 0, 0, 1)
+  ref = batches.host_batches(one, 0, 0, 1)
   stream = np.concatenate([next(ref)["image"] for _ in range(220)])
-  it = sources.host_batches(spec, 6, 0, 1)  # resumed at step 6
+  it = batches.host_batches(spec, 6, 0, 1)  # resumed at step 6
   for step in range(6, 27):
     first, size, index = order.span(step, stages)
     batch = next(it)["image"]
@@ -221,21 +224,21 @@ def test_progan_fields_are_validated(config):
   bad.data.image_size = (16, 32)
   with pytest.raises(config_lib.ConfigError, match=r"data.image_size=\(16, 32\) is invalid: the "
                      r"progan family grows square images"):
-    config_lib.validate(bad)
+    assemble.validate(bad)
   bad = config.copy_and_resolve_references()
   bad.model.batch_sizes = (8, 8)
   with pytest.raises(config_lib.ConfigError, match=r"model.batch_sizes=\(8, 8\) is invalid: "
                      r"expected a positive batch size for each of the 3 levels"):
-    config_lib.validate(bad)
+    assemble.validate(bad)
   bad = config.copy_and_resolve_references()
   bad.train.batch_size = 8
   with pytest.raises(config_lib.ConfigError, match=r"train.batch_size=8 is invalid: .* expected "
                      r"train.batch_size = the last level's, 4"):
-    config_lib.validate(bad)
+    assemble.validate(bad)
   bad = config.copy_and_resolve_references()
   bad.model.generator = {"features": (8,)}
   with pytest.raises(config_lib.ConfigError, match=r"not a field of family 'progan'"):
-    config_lib.validate(bad)
+    assemble.validate(bad)
 
 
 def test_the_drift_term_is_in_the_critic_loss_of_a_conditional_progan(config):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from jaxgan import config as config_lib
+from jaxgan.training import assemble
 from jaxgan.training import regularizers
 from tests.helpers import tiny_config
 
@@ -69,9 +70,9 @@ def test_batchnorm_makes_a_samples_output_depend_on_other_samples(norm, mixes):
 def test_config_rejects_batchnorm_critic_with_a_penalty_unless_allowed():
   config = tiny_config(**{"train.penalty": "wgan_gp", "train.loss": "wasserstein"})
   with pytest.raises(config_lib.ConfigError, match=r"model.discriminator.norm='batch'.*wgan_gp"):
-    config_lib.validate(config)
+    assemble.validate(config)
   config.train.allow_batchnorm_with_penalty = True
-  config_lib.validate(config)
+  assemble.validate(config)
   config.train.allow_batchnorm_with_penalty = False
   config.model.discriminator.norm = "layer"
-  config_lib.validate(config)
+  assemble.validate(config)

@@ -7,6 +7,7 @@ import pytest
 
 from jaxgan import config as config_lib
 from jaxgan import families, sharding
+from jaxgan.training import assemble
 from jaxgan.training import state as state_lib
 from jaxgan.training import step as steps
 from tests.helpers import tiny_config
@@ -14,7 +15,7 @@ from tests.helpers import tiny_config
 
 def run(config, num_steps, images=None):
   """num_steps compiled steps on a fixed toy batch; returns (state, list of host metrics)."""
-  config_lib.validate(config)
+  assemble.validate(config)
   mesh = sharding.make_mesh(jax.devices()[:1])
   gan = families.build(config)
   state = state_lib.create_state(config, gan)

@@ -15,12 +15,14 @@ import pytest
 
 from jaxgan import checkpointing
 from jaxgan import config as config_lib
+from jaxgan import families
 from jaxgan import images
+from jaxgan import workdir as workdir_lib
+from jaxgan.training import assemble
+from jaxgan.training import console
+from jaxgan.training import loop as train
 from jaxgan.training import state as state_lib
 from jaxgan.training import step as steps
-from jaxgan.training import loop as train
-from jaxgan import workdir as workdir_lib
-from jaxgan import families
 from tests.conftest import (REPO, TINY_CONFIG, TRAINED_OVERRIDES, TRAINED_STEPS, load_config,
                             run_main, subprocess_env)
 
@@ -305,7 +307,7 @@ def test_image_size_the_architecture_cannot_produce():
   config.data.image_size = (2048, 2048)
   with pytest.raises(config_lib.ConfigError, match=r"config.data.image_size=\(2048, 2048\) is "
                      r"invalid: model.generator.strides \(2, 2, 2, 2\) leave a 128x128 base map"):
-    config_lib.validate(config)
+    assemble.validate(config)
 
 
 def test_cli_reports_an_invalid_config_without_a_traceback(tmp_path):
@@ -318,7 +320,7 @@ def test_cli_reports_an_invalid_config_without_a_traceback(tmp_path):
 
 def test_every_config_file_is_valid_and_dcgan128_is_the_hobby_recipe():
   for path in sorted((REPO / "configs").glob("*.py")):
-    config_lib.validate(load_config(path))
+    assemble.validate(load_config(path))
   c = load_config(REPO / "configs" / "dcgan128.py")
   assert (c.optim.b1, c.optim.d_lr, c.optim.g_lr) == (0.5, 2e-4, 1e-4)
   assert (c.train.d_steps, c.train.g_steps, c.train.num_steps) == (1, 2, 20_000)
@@ -328,19 +330,19 @@ def test_every_config_file_is_valid_and_dcgan128_is_the_hobby_recipe():
 # ---- progress formatting ------------------------------------------------------------------
 
 def test_progress_line_and_durations():
-  assert [train.format_duration(s) for s in (12, 245, 3 * 3600 + 720, 2 * 86400 + 3 * 3600)] == [
+  assert [console.format_duration(s) for s in (12, 245, 3 * 3600 + 720, 2 * 86400 + 3 * 3600)] == [
       "12s", "4m 05s", "3h 12m", "2d 03h"]
-  eta = train.remaining_seconds(50, 20_000, 0.07, families.stages(load_config()))
-  line = train.format_progress(50, 20_000, 714.0, 0.07, eta, {"loss/g": 0.7, "loss/d": 1.25,
-                                                               "d/real": 0.3})
+  eta = console.remaining_seconds(50, 20_000, 0.07, families.stages(load_config()))
+  line = console.format_progress(50, 20_000, 714.0, 0.07, eta, {"loss/g": 0.7, "loss/d": 1.25,
+                                                                 "d/real": 0.3})
   assert line == "step 50/20000 0.2% | 11m 54s | 14.3 s/step | ETA 3d 07h | D 1.25 G 0.7"
-  fast = train.format_progress(19_999, 20_000, 86_000, 12.5, 0.08, {},
-                               where="level 6 (256x256), fading in " + "x" * 80)
+  fast = console.format_progress(19_999, 20_000, 86_000, 12.5, 0.08, {},
+                                 where="level 6 (256x256), fading in " + "x" * 80)
   # Too long: the elapsed time goes, then the family's state is shortened.
   assert len(fast) == 100 and fast.startswith(
       "step 19999/20000 100.0% | 12.5 steps/s | ETA 0s | level 6 (256x256")
   assert fast.endswith("...")
-  fits = train.format_progress(5, 48, 3.0, 2.0, 21.0, {"loss/d": 1.5}, where="8x8 stable, 40 img")
+  fits = console.format_progress(5, 48, 3.0, 2.0, 21.0, {"loss/d": 1.5}, where="8x8 stable, 40 img")
   assert fits == "step 5/48 10.4% | 3s | 2 steps/s | ETA 21s | D 1.5 | 8x8 stable, 40 img"
 
 
@@ -349,5 +351,5 @@ def test_eta_of_a_growing_model_weights_later_stages_by_their_cost():
   stages = [families.Stage(0, 16, (4, 4, 3)), families.Stage(10, 16, (8, 8, 3)),
             families.Stage(30, 8, (16, 16, 3))]
   # At step 5 of stage 0 (1 step/s): 5 more of its steps, 20 of 4x its cost, 10 of 8x.
-  assert train.remaining_seconds(5, 40, 1.0, stages) == 5 + 20 * 4 + 10 * 8
-  assert train.remaining_seconds(35, 40, 2.0, stages) == 2.5
+  assert console.remaining_seconds(5, 40, 1.0, stages) == 5 + 20 * 4 + 10 * 8
+  assert console.remaining_seconds(35, 40, 2.0, stages) == 2.5

@@ -1,13 +1,24 @@
-"""The input pipeline's view of a config: a frozen, validated `DataSpec` (no TensorFlow)."""
+"""What the input pipeline reads: a frozen `DataSpec` from config.data and the stages that
+the caller hands down, and `validate`, the checks of the data section (no TensorFlow).
+
+The resize policies (RESIZE_POLICIES) are described in `jaxgan.data.tf_ops`, which scales
+and crops at decode time; `jaxgan.data.finish` cuts random_crop's window.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 
-from jaxgan import config as config_lib
+from jaxgan import checks
 from jaxgan import errors
 
 SOURCE_KINDS = ("builtin", "folder", "tfds")
+RESIZE_POLICIES = ("center_crop", "random_crop", "resize")
+LABELS = ("none", "subfolders")  # config.data.labels
+
+# ((first step, global images per batch, (height, width)), ...): the spans of a run's steps.
+Stages = tuple[tuple[int, int, tuple[int, int]], ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,11 +28,12 @@ class DataSpec:
   Attributes:
     kind: 'builtin', 'folder' or 'tfds'.
     arg: what follows 'KIND:' in config.data.source (a name, a path, 'NAME[:SPLIT]').
-    batch_size: global images per batch, `config_lib.images_per_step(config)` (of the
-      first stage when there are several).
+    batch_size: global images per batch (train.batch_size * train.d_steps, of the first
+      stage when there are several).
     stages: ((first step, global images per batch, (height, width)), ...): the batch size
-      and image size of each span of steps (`jaxgan.families.Stage`); one span unless the
-      model grows. Images are box-downsampled from `image_size` to a stage's size.
+      and image size of each span of steps; one span unless the model grows (the caller
+      computes them from its family's stages). Images are box-downsampled from
+      `image_size` to a stage's size.
     labels: 'none' or 'subfolders' (config.data.labels).
     num_classes: config.model.num_classes; labels must lie in [0, num_classes).
   """
@@ -61,11 +73,49 @@ def parse_source(source: str) -> tuple[str, str]:
   return kind, arg
 
 
-def from_config(config) -> DataSpec:
+def validate(config) -> None:
+  """Raises ConfigError for the first invalid field of config.data (and for
+  model.num_classes > 0 without labelled data); returns None if all are valid."""
+  size = config.data.image_size
+  if len(size) != 2 or any(int(s) < 1 for s in size):
+    checks.fail("data.image_size", tuple(size), "expected (height, width), both positive")
+  if config.data.channels not in (1, 3):
+    checks.fail("data.channels", config.data.channels, "expected 1 (grayscale) or 3 (RGB)")
+  checks.check_choice(config, "data.resize", RESIZE_POLICIES)
+  checks.check_choice(config, "data.labels", LABELS)
+  source = config.data.source
+  if not any(source.startswith(p) for p in ("builtin:", "folder:", "tfds:")):
+    checks.fail("data.source", source,
+                "expected 'builtin:NAME', 'folder:PATH' or 'tfds:NAME[:SPLIT]'")
+  if source.startswith("folder:"):
+    path = os.path.abspath(os.path.expanduser(source[len("folder:"):]))
+    if not os.path.isdir(path):
+      what = "is not a directory" if os.path.exists(path) else "does not exist"
+      checks.fail("data.source", source, f"{path} {what}; expected 'folder:PATH' with PATH "
+                  f"a directory of images")
+  if config.data.labels == "subfolders" and not source.startswith("folder:"):
+    checks.fail("data.labels", config.data.labels, f"'subfolders' needs a 'folder:PATH' "
+                f"source, not {source!r} (TFDS sources bring their own 'label' feature)")
+  num_classes = config.model.num_classes
+  if (num_classes > 0 and source.startswith(("folder:", "builtin:"))
+      and config.data.labels == "none"):
+    checks.fail("model.num_classes", num_classes,
+                f"a class-conditional model needs labelled data, and data.source={source!r} "
+                f"with data.labels='none' has none; use a folder with one subfolder per class "
+                f"and data.labels='subfolders', a TFDS dataset with a 'label' feature, or "
+                f"num_classes=0")
+
+
+def from_config(config, stages: Stages | None = None) -> DataSpec:
   """Reads and checks the data fields of `config`.
 
   Args:
-    config: the full ConfigDict (config.data, config.seed and config.train are read).
+    config: the full ConfigDict (config.data, config.seed, config.train.batch_size and
+      d_steps, config.model.num_classes are read).
+    stages: ((first step, global images per batch, (height, width)), ...) of the run, in
+      step order, the first at step 0, as the caller computes them from its family's stages;
+      None: one stage, (0, train.batch_size * train.d_steps, data.image_size), which is
+      what a family that does not grow gives.
 
   Returns:
     The DataSpec.
@@ -74,9 +124,9 @@ def from_config(config) -> DataSpec:
   kind, arg = parse_source(d.source)
   if d.channels not in (1, 3):
     raise errors.ConfigError(f"config.data.channels={d.channels!r} is invalid: expected 1 or 3")
-  if d.resize not in config_lib.RESIZE_POLICIES:
+  if d.resize not in RESIZE_POLICIES:
     raise errors.ConfigError(f"config.data.resize={d.resize!r} is invalid: expected one of "
-                             f"{config_lib.RESIZE_POLICIES}")
+                             f"{RESIZE_POLICIES}")
   size = tuple(int(s) for s in d.image_size)
   if len(size) != 2 or min(size) < 1:
     raise errors.ConfigError(f"config.data.image_size={tuple(d.image_size)!r}: expected "
@@ -85,13 +135,13 @@ def from_config(config) -> DataSpec:
   if len(background) != 3 or not all(0 <= c <= 255 for c in background):
     raise errors.ConfigError(f"config.data.background={tuple(d.background)!r}: expected RGB in "
                              f"0..255")
-  if d.get("labels", "none") not in config_lib.LABELS:
+  if d.get("labels", "none") not in LABELS:
     raise errors.ConfigError(f"config.data.labels={d.labels!r} is invalid: expected one of "
-                             f"{config_lib.LABELS}")
-  from jaxgan import families  # pylint: disable=g-import-not-at-top
-  d_steps = int(config.train.d_steps)
-  stages = tuple((s.start, s.batch_size * d_steps, tuple(s.image_shape[:2]))
-                 for s in families.stages(config))
+                             f"{LABELS}")
+  if stages is None:
+    stages = ((0, int(config.train.batch_size) * int(config.train.d_steps), size),)
+  stages = tuple((int(start), int(batch), tuple(int(s) for s in hw))
+                 for start, batch, hw in stages)
   if kind == "builtin" and d.builtin_size < 1:
     raise errors.ConfigError(f"config.data.builtin_size={d.builtin_size!r}: expected >= 1")
   return DataSpec(kind=kind, arg=arg, image_size=size, channels=int(d.channels),

@@ -4,7 +4,9 @@ Images of one size are one dense array [N, H, W, C]; images of different sizes (
 random_crop policy keeps each image's aspect ratio) are one flat buffer plus their shapes.
 On disk a store is `NAME.npy` (the pixels, memory-mapped when read) and `NAME.index.npz`
 (shapes, labels, names of skipped files), written under temporary names and renamed, so an
-interrupted run never leaves a half-written cache behind.
+interrupted run never leaves a half-written cache behind. A cached store is named by what
+it depends on (`cache_name`: the files with their sizes and times, the preprocessing), so a
+changed folder or config decodes anew.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ import uuid
 from typing import Sequence
 
 import numpy as np
+
+from jaxgan.data.spec import DataSpec
+
+# Bump when preprocessing changes, so that on-disk caches of the old version are not reused.
+_PREPROCESS_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +83,29 @@ def fingerprint(**parts) -> str:
   """A short stable hash of JSON-serialisable `parts` (what a cached store depends on)."""
   text = json.dumps(parts, sort_keys=True, default=str)
   return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def cache_name(spec: DataSpec, paths: list[str] | None) -> str:
+  """The name of a folder or builtin source's cached store (also the metrics' reference-set
+  key): a fingerprint of the files (path, size, mtime) or the builtin, and the preprocessing."""
+  files = None
+  if paths is not None:
+    files = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+  key = fingerprint(
+      source=spec.source if spec.kind == "builtin" else "folder", files=files,
+      labels=spec.labels if spec.kind == "folder" else "none",
+      builtin_size=spec.builtin_size if spec.kind == "builtin" else None,
+      size=spec.image_size, policy=spec.resize, channels=spec.channels,
+      background=spec.background, version=_PREPROCESS_VERSION)
+  return f"{spec.kind}-{key}"
+
+
+def tfds_key(spec: DataSpec) -> str:
+  """A fingerprint of a TFDS source and its preprocessing (its cache's name, and the
+  metrics' reference-set key)."""
+  return fingerprint(source=spec.source, data_dir=spec.tfds_data_dir, size=spec.image_size,
+                     policy=spec.resize, channels=spec.channels, background=spec.background,
+                     version=_PREPROCESS_VERSION)
 
 
 def _paths(directory: str, name: str) -> tuple[str, str]:

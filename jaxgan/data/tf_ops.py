@@ -1,15 +1,16 @@
-"""TensorFlow ops of the input pipeline: decode, composite, channels, resize, tf.data stages.
+"""The TensorFlow ops of the decode stage: decode, orient, composite, channels, resize.
 
-Every op works eagerly and inside `tf.data` (the tests run both). Images stay uint8 until
-`order.finish` turns a batch into float32, so caches hold 1 byte per value.
+Used only by `jaxgan.data.decode`. Every op works eagerly and inside `tf.data` (the tests
+run both). Images stay uint8 until `finish.finish` turns a batch into float32, so caches
+hold 1 byte per value.
 
-Resize policies (`config.data.resize`), for a target (h, w):
+Resize policies (`config.data.resize`, `spec.RESIZE_POLICIES`), for a target (h, w):
   'resize':      plain resize to exactly (h, w); the aspect ratio may change (e.g. 200x180).
   'center_crop': scale so the image just covers (h, w), keeping its aspect ratio, then
                  crop the centre.
   'random_crop': scale so the image just covers (ceil(h*s), ceil(w*s)), s = RANDOM_CROP_SCALE,
                  keeping its aspect ratio; that image is stored, and each time it is drawn a
-                 random (h, w) window is cut from it (in `order.finish`). The margin gives square
+                 random (h, w) window is cut from it (in `finish.finish`). The margin gives square
                  images a random translation too, as in DCGAN's "load 143, crop 128".
 All resizing is bilinear with antialiasing. Large JPEGs are decoded at 1/2, 1/4 or 1/8
 scale (libjpeg's DCT scaling) when that still covers the stored size.
@@ -18,13 +19,12 @@ scale (libjpeg's DCT scaling) when that still covers the stored size.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 RANDOM_CROP_SCALE = 1.125
-AUTOTUNE = tf.data.AUTOTUNE
 
 
 def stored_size(target: Sequence[int], policy: str) -> tuple[int, int]:
@@ -180,48 +180,3 @@ def preprocess(image: tf.Tensor, *, target: Sequence[int], policy: str, channels
                background: Sequence[int]) -> tf.Tensor:
   """Decoded image (1-4 channels) -> stored uint8 form: composite, channels, resize."""
   return resize(to_channels(to_rgb(image, background), channels), target, policy)
-
-
-def materialize(dataset: tf.data.Dataset, skip_errors: bool) -> Iterator[tuple[int, np.ndarray]]:
-  """Runs a dataset of (index, image) in parallel, yielding (index, numpy image) in order.
-
-  Args:
-    dataset: elements (int64 index, uint8 image), built with deterministic parallel maps.
-    skip_errors: drop elements whose map raised (corrupt files); the caller sees which
-      indices are missing.
-
-  Yields:
-    (index, uint8 image) in index order.
-  """
-  if skip_errors:
-    dataset = dataset.ignore_errors()
-  for index, image in dataset.prefetch(AUTOTUNE).as_numpy_iterator():
-    yield int(index), image
-
-
-def map_indices(indices: tf.data.Dataset, load: Callable[[tf.Tensor], tf.Tensor],
-                process: Callable[[tf.Tensor], tf.Tensor]) -> tf.data.Dataset:
-  """index -> (index, process(load(index))), parallel and deterministic (order kept)."""
-  fn = tf.autograph.experimental.do_not_convert(lambda i: (i, process(load(i))))
-  return indices.map(fn, num_parallel_calls=AUTOTUNE, deterministic=True)
-
-
-def file_loader(paths: Sequence[str], min_size: Sequence[int]) -> Callable[[tf.Tensor], tf.Tensor]:
-  """index -> decoded image of file `paths[index]`."""
-  table = tf.constant(list(paths), tf.string)
-  return lambda i: decode(tf.io.read_file(tf.gather(table, i)), min_size)
-
-
-def numpy_loader(render: Callable[[int], np.ndarray], channels: int) -> Callable:
-  """index -> image rendered by the numpy function `render(index)` (uint8 [H, W, channels])."""
-  def load(i):
-    image = tf.numpy_function(lambda j: render(int(j)), [i], tf.uint8, stateful=False)
-    image.set_shape([None, None, channels])
-    return image
-  return load
-
-
-def index_stream(make_indices: Callable[[], Iterator[int]]) -> tf.data.Dataset:
-  """A tf.data source of int64 example indices from a Python generator function."""
-  return tf.data.Dataset.from_generator(
-      make_indices, output_signature=tf.TensorSpec([], tf.int64))

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxgan import checks
+from jaxgan import errors
+from jaxgan import kernels
 from jaxgan.families import dcgan, progan
 from jaxgan.families.base import GAN, Family, Stage, stage_index
 
 FAMILIES: dict[str, Family] = {}
+DTYPES = ("float32", "bfloat16")  # config.model.dtype
+# config.model's own fields; the rest of config.model belongs to the family.
+SHARED_MODEL_FIELDS = ("family", "latent_dim", "num_classes", "dtype", "upsample_impl")
 
 
 def register(family: Family) -> Family:
@@ -27,12 +33,35 @@ def register(family: Family) -> Family:
 
 def get(name: str) -> Family:
   """The family called `name`; ConfigError listing the registered ones otherwise."""
-  from jaxgan import config as config_lib  # pylint: disable=g-import-not-at-top
   if name not in FAMILIES:
-    raise config_lib.ConfigError(
+    raise errors.ConfigError(
         f"config.model.family={name!r} is invalid: expected one of "
         f"{', '.join(map(repr, sorted(FAMILIES)))}")
   return FAMILIES[name]
+
+
+def validate_shared(config: ml_collections.ConfigDict) -> None:
+  """ConfigError for a bad shared field of `config.model`, or a field its family does not
+  define (the family's own fields: `validate`)."""
+  family = get(config.model.family)
+  known = set(SHARED_MODEL_FIELDS) | set(family.model_config().keys())
+  for field in config.model.keys():
+    if field not in known:
+      checks.fail(f"model.{field}", config.model[field],
+                  f"model.{field} is not a field of family {family.name!r}; its fields are "
+                  f"{', '.join(sorted(known))}")
+  checks.check_choice(config, "model.dtype", DTYPES)
+  checks.check_choice(config, "model.upsample_impl", kernels.UPSAMPLE_IMPLS)
+  checks.check_positive(config, "model.latent_dim")
+  num_classes = config.model.num_classes
+  if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+    checks.fail("model.num_classes", num_classes, "expected an int >= 0 (0: unconditional)")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """The `model` section: the shared fields, then the family's own (`Family.validate`)."""
+  validate_shared(config)
+  get(config.model.family).validate(config)
 
 
 def build(config: ml_collections.ConfigDict) -> GAN:
@@ -48,5 +77,5 @@ def stages(config: ml_collections.ConfigDict) -> tuple[Stage, ...]:
 register(dcgan.DCGAN())
 register(progan.ProGAN())
 
-__all__ = ["FAMILIES", "GAN", "Family", "Stage", "build", "get", "register", "stage_index",
-           "stages"]
+__all__ = ["DTYPES", "FAMILIES", "GAN", "SHARED_MODEL_FIELDS", "Family", "Stage", "build", "get",
+           "register", "stage_index", "stages", "validate", "validate_shared"]

@@ -111,7 +111,7 @@ class GAN:
       afresh (`tx.init`) before this step, inside the compiled program (ProGAN: at every
       new phase); None: never.
     check_extra: (extra as numpy, step) -> None, run on a restored state: raises
-      `jaxgan.config.ConfigError` when the restored extra does not belong to this config
+      `jaxgan.errors.ConfigError` when the restored extra does not belong to this config
       at that step (ProGAN: a changed schedule); None: no check.
   """
   generator: nn.Module
@@ -188,8 +188,15 @@ class Family:
     return ml_collections.ConfigDict()
 
   def validate(self, config: ml_collections.ConfigDict) -> None:
-    """Raises `jaxgan.config.ConfigError` for an invalid field of this family."""
+    """Raises `jaxgan.errors.ConfigError` for an invalid field of this family."""
     del config
+
+  def batch_coupled_d(self, config: ml_collections.ConfigDict) -> tuple[str, Any] | None:
+    """(field, value) of the setting that makes D's output for one sample depend on the
+    rest of its batch (BatchNorm), or None. Per-sample gradient penalties refuse such a D
+    (`jaxgan.training.step.validate`) unless train.allow_batchnorm_with_penalty."""
+    del config
+    return None
 
   def build(self, config: ml_collections.ConfigDict) -> GAN:
     """The GAN of `config` (config.model, the image size and channels of config.data)."""

@@ -28,11 +28,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxgan import config as config_lib
+from jaxgan import checks
 from jaxgan import kernels
+from jaxgan.sharding import DATA_AXIS
 from jaxgan.families.base import GAN, Family
 from jaxgan.nn import layers
-from jaxgan.nn.geometry import size_chain
+from jaxgan.kernels.geometry import size_chain
 
 Array = jax.Array
 
@@ -218,7 +219,7 @@ class DCGAN(Family):
     return m
 
   def validate(self, config: ml_collections.ConfigDict) -> None:
-    fail, choice = config_lib.fail, config_lib.check_choice
+    fail, choice = checks.fail, checks.check_choice
     for net in ("generator", "discriminator"):
       choice(config, f"model.{net}.norm", NORMS)
       choice(config, f"model.{net}.activation", ACTIVATIONS)
@@ -250,21 +251,16 @@ class DCGAN(Family):
              f"model.generator.strides {tuple(g.strides)} leave a {base[0]}x{base[1]} base map "
              f"for the 1x1 latent projection; expected a base of at most 64x64 (add stride-2 "
              f"layers)")
-    from jaxgan.training import regularizers  # pylint: disable=g-import-not-at-top
-    if (config.train.penalty in regularizers.PER_SAMPLE_PENALTIES and d.norm == "batch"
-        and not config.train.allow_batchnorm_with_penalty):
-      fail("model.discriminator.norm", d.norm,
-           f"BatchNorm in the discriminator makes each sample's output depend on the whole "
-           f"batch, so the per-sample gradient penalty train.penalty={config.train.penalty!r} "
-           f"no longer penalises per-sample gradients (the WGAN-GP paper forbids it). Use "
-           f"'layer', 'spectral' or 'none', or set train.allow_batchnorm_with_penalty=True to "
-           f"proceed anyway")
+
+  def batch_coupled_d(self, config: ml_collections.ConfigDict) -> tuple[str, Any] | None:
+    """BatchNorm in D couples each sample's output to the whole batch."""
+    norm = config.model.discriminator.norm
+    return ("model.discriminator.norm", norm) if norm == "batch" else None
 
   def build(self, config: ml_collections.ConfigDict) -> GAN:
     """G and D of `config`. With `config.train.sync_batchnorm` BatchNorm statistics are
     averaged over the mesh's data axis in training mode (the step runs under shard_map);
     otherwise each device normalises by its own slice."""
-    from jaxgan.sharding import DATA_AXIS  # pylint: disable=g-import-not-at-top
     m, g, d = config.model, config.model.generator, config.model.discriminator
     dtype = jnp.dtype(m.dtype)
     bn_axis_name = DATA_AXIS if config.train.sync_batchnorm else None

@@ -53,7 +53,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxgan import config as config_lib
+from jaxgan import checks
+from jaxgan import errors
 from jaxgan.families.base import GAN, Family, Stage, apply
 from jaxgan.nn import layers
 
@@ -386,7 +387,7 @@ class _Growth:
     level, images, got = int(extra["level"]), int(extra["images"]), float(extra["alpha"])
     if level != phase.level or images != shown or abs(got - alpha) > 1e-6:
       r = START_RESOLUTION * 2 ** level
-      raise config_lib.ConfigError(
+      raise errors.ConfigError(
           f"the checkpoint of step {step} is at {r}x{r}, alpha {got:.4f}, after {images} "
           f"images shown, but this config's schedule puts step {step} at "
           f"{phase.resolution}x{phase.resolution}, alpha {alpha:.4f}, after {shown} images: "
@@ -419,7 +420,7 @@ class ProGAN(Family):
     return m
 
   def validate(self, config: ml_collections.ConfigDict) -> None:
-    fail, m = config_lib.fail, config.model
+    fail, m = checks.fail, config.model
     h, w = (int(s) for s in config.data.image_size)
     if h != w or h < 8 or h > MAX_RESOLUTION or h & (h - 1):
       fail("data.image_size", tuple(config.data.image_size),
@@ -431,7 +432,7 @@ class ProGAN(Family):
       fail("model.batch_sizes", sizes, f"expected a positive batch size for each of the "
            f"{levels} levels 4x4..{h}x{h}")
     for field in ("fmap_base", "fmap_max", "mbstd_group", "fade_images", "stable_images"):
-      config_lib.check_positive(config, f"model.{field}")
+      checks.check_positive(config, f"model.{field}")
     if features(m, levels - 1) < 1:
       fail("model.fmap_base", m.fmap_base, f"leaves no channels at {h}x{h}; expected at "
            f"least 2^{levels} ({2 ** levels})")

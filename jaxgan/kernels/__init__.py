@@ -14,6 +14,9 @@ from typing import Callable, NamedTuple
 
 import jax
 
+from jaxgan.kernels import cpu
+from jaxgan.kernels.lax import conv_transpose_lax
+
 UPSAMPLE_IMPLS = ("auto", "col2im", "lax")
 
 
@@ -34,8 +37,6 @@ def select(impl: str = "auto", backend: str | None = None) -> Kernels:
   'auto' is 'col2im' on CPU and 'lax' elsewhere; 'col2im' brings the CPU bias gradient and
   the strided convolution with space-to-depth and Winograd formulations (`cpu.conv`) too.
   """
-  from jaxgan.kernels import cpu  # pylint: disable=g-import-not-at-top
-  from jaxgan.nn import layers  # pylint: disable=g-import-not-at-top
   if impl not in UPSAMPLE_IMPLS:
     raise ValueError(f"config.model.upsample_impl={impl!r} is invalid: expected one of "
                      f"{', '.join(map(repr, UPSAMPLE_IMPLS))}")
@@ -43,4 +44,4 @@ def select(impl: str = "auto", backend: str | None = None) -> Kernels:
     impl = "col2im" if (backend or jax.default_backend()) == "cpu" else "lax"
   if impl == "col2im":
     return Kernels(cpu.conv_transpose, cpu.add_bias, cpu.conv)
-  return Kernels(layers.conv_transpose_lax, _plain_add)
+  return Kernels(conv_transpose_lax, _plain_add)

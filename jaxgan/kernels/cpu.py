@@ -1,7 +1,7 @@
 """XLA:CPU formulations of three layers, each computing what the plain layer does, exactly in
 real arithmetic (in float32 to rounding: tests/layers_test.py).
 
-`conv_transpose_col2im`: the transposed convolution of `jaxgan.nn.layers.conv_transpose_lax`
+`conv_transpose_col2im`: the transposed convolution of `jaxgan.kernels.lax.conv_transpose_lax`
 as one matmul over all kernel taps plus a col2im, with a hand-written backward pass of two
 more matmuls. On XLA CPU the kernel gradient of a stride-2 transposed convolution takes a
 slow path (20 s for one 32x32x256 -> 64x64x128 layer at batch 4; docs/pitfalls.md), and
@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.nn.geometry import transpose_padding
+from jaxgan.kernels.geometry import transpose_padding
 
 Array = jax.Array
 

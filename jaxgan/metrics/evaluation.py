@@ -20,7 +20,8 @@ files with their sizes and times, or the TFDS source), the preprocessing and res
 the number of images and the feature network's weights; a file whose stored key differs
 is recomputed.
 
-`MetricsEvaluator` is the `config.evals` type 'metrics' (jaxgan.training.actions).
+The `config.evals` type 'metrics' (`jaxgan.training.evaluators.MetricsEvaluator`) calls these
+functions; DEFAULTS and `options` are its options.
 """
 
 from __future__ import annotations
@@ -37,15 +38,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxgan import checkpointing
-from jaxgan import config as config_lib
 from jaxgan import images as images_lib
+from jaxgan import input_pipeline
 from jaxgan import sampling
 from jaxgan import sharding
 from jaxgan.data import store as store_lib
 from jaxgan.metrics import networks as networks_lib
 from jaxgan.metrics import scores
-from jaxgan.training import actions
 
 # The metric groups of `metrics=`, and the values each writes.
 METRICS = {"fid": ("fid",), "kid": ("kid", "kid_std"), "is": ("is", "is_std"),
@@ -96,7 +95,7 @@ class Embedder:
 
   def images(self, images: np.ndarray) -> dict[str, np.ndarray]:
     """Features of one batch of [batch, H, W, C] images in [-1, 1]."""
-    return actions.host(self._embed(self.variables, self.place(images)))
+    return sharding.host(self._embed(self.variables, self.place(images)))
 
   def generated(self, gan, g_variables, z: np.ndarray, labels: np.ndarray | None, extra,
                 size: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -111,7 +110,7 @@ class Embedder:
         return apply(net_variables, quantize(images))
       self._generators[key] = jax.jit(fn, out_shardings=self._replicated)
     labels = None if labels is None else self.place(labels)
-    return actions.host(self._generators[key](self.variables, g_variables, self.place(z),
+    return sharding.host(self._generators[key](self.variables, g_variables, self.place(z),
                                               labels, extra))
 
 
@@ -186,7 +185,6 @@ def reference_features(config: ml_collections.ConfigDict, embed: Embedder, num: 
                        cache_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
   """Features of the real images of `config.data` (up to `num`, all of a smaller dataset),
   from the cache when its key matches, else computed and cached (by process 0)."""
-  from jaxgan import input_pipeline  # pylint: disable=g-import-not-at-top  (TensorFlow)
   data_key, open_set = input_pipeline.reference_set(config, num, embed.batch)
   key = {"data": data_key, "source": config.data.source,
          "image_size": [int(s) for s in config.data.image_size],
@@ -259,7 +257,7 @@ def format_scores(values: dict[str, float]) -> list[str]:
   return lines
 
 
-# ---- the in-loop evaluator ------------------------------------------------------------------
+# ---- the options of a 'metrics' entry of config.evals ------------------------------------
 
 DEFAULTS = {"metrics": "fid,kid", "num": 10_000, "ref_num": 0, "network": "inception",
             "weights": "", "batch": 64, "ema": True, "keep_best": "fid", "cache_dir": ""}
@@ -268,125 +266,3 @@ DEFAULTS = {"metrics": "fid,kid", "num": 10_000, "ref_num": 0, "network": "incep
 def options(spec: ml_collections.ConfigDict) -> dict[str, Any]:
   """The options of a 'metrics' entry of config.evals, with the DEFAULTS filled in."""
   return {k: spec.get(k, v) for k, v in DEFAULTS.items()}
-
-
-def check_options(config: ml_collections.ConfigDict, name: str,
-                  spec: ml_collections.ConfigDict) -> None:
-  """ConfigError for a bad option of a 'metrics' entry of config.evals."""
-  actions.check_option_names(name, spec, DEFAULTS)
-  field, o = f"evals.{name}", options(spec)
-  try:
-    metrics = parse_metrics(o["metrics"])
-  except ValueError:
-    config_lib.fail(f"{field}.metrics", o["metrics"], f"expected a comma-separated list of "
-                    f"{', '.join(METRICS)}")
-  for option in ("num", "batch"):
-    if not isinstance(o[option], int) or isinstance(o[option], bool) or o[option] < 2:
-      config_lib.fail(f"{field}.{option}", o[option], "expected a whole number >= 2")
-  if not isinstance(o["ref_num"], int) or o["ref_num"] < 0 or o["ref_num"] == 1:
-    config_lib.fail(f"{field}.ref_num", o["ref_num"], "expected 0 (as many as num) or a whole "
-                    "number >= 2")
-  if o["network"] not in networks_lib.NETWORKS:
-    config_lib.fail(f"{field}.network", o["network"], f"expected one of "
-                    f"{', '.join(map(repr, sorted(networks_lib.NETWORKS)))}")
-  if o["network"] == "inception" and not str(o["weights"]).startswith(("http://", "https://")):
-    from jaxgan.metrics import inception  # pylint: disable=g-import-not-at-top
-    try:
-      inception.find_weights(o["weights"])
-    except FileNotFoundError as e:
-      config_lib.fail(f"{field}.weights", o["weights"], str(e))
-  produced = {v for m in metrics for v in METRICS[m]}
-  if o["keep_best"] and o["keep_best"] not in produced & set(BEST):
-    config_lib.fail(f"{field}.keep_best", o["keep_best"], f"expected '' (keep none) or one of "
-                    f"the values these metrics give: "
-                    f"{', '.join(map(repr, sorted(produced & set(BEST))))}")
-  keeping = sorted(n for n, e in config.evals.items()
-                   if e.get("type") == "metrics" and options(e)["keep_best"])
-  if o["keep_best"] and len(keeping) > 1:
-    config_lib.fail(f"{field}.keep_best", o["keep_best"], f"one best checkpoint per run: the "
-                    f"'metrics' entries {', '.join(keeping)} all keep one; set keep_best='' "
-                    f"in all but one")
-
-
-class MetricsEvaluator(actions.Action):
-  """Every `every` steps (and at the end of the run): `num` images from the generator (EMA
-  when there is one and `ema`), scored against the reference features of the training
-  data; writes `eval/VALUE` (for the entry named 'metrics'; else `eval/NAME/VALUE`) to
-  metrics.jsonl and TensorBoard. With `keep_best`, the checkpoint of the best value so far
-  is kept in WORKDIR/best/ (its value and step in WORKDIR/best.json), apart from the
-  rolling checkpoints and never deleted by max_to_keep; a resumed run keeps it until a
-  better one comes."""
-
-  def __init__(self, ctx: actions.Context, name: str, spec: ml_collections.ConfigDict):
-    o = options(spec)
-    self._name, self._metrics = name, parse_metrics(o["metrics"])
-    self._num, self._ref_num = int(o["num"]), int(o["ref_num"] or o["num"])
-    self._ema, self._cache_dir = bool(o["ema"]), o["cache_dir"] or None
-    self._prefix = "eval" if name == "metrics" else f"eval/{name}"
-    self._every, self.schedule = spec.every, actions.Schedule(every_steps=spec.every)
-    self._embed = Embedder(networks_lib.build(o["network"], o["weights"]), ctx.mesh, o["batch"])
-    self._real = None
-    self._keep = o["keep_best"] or None
-    self._best = None
-    self._manager = None
-    if self._keep:
-      self._manager = checkpointing.create_manager(ctx.wd.best, max_to_keep=None)
-
-  def begin(self, ctx: actions.Context) -> None:
-    if self._keep and ctx.wd.best_json.exists():
-      record = json.loads(ctx.wd.best_json.read_text())
-      if record.get("value_name") == self._keep and record.get("step") in set(
-          self._manager.all_steps()):
-        self._best = record
-        logging.info("Best %s so far: %.6g at step %d (%s).", self._keep, record["value"],
-                     record["step"], ctx.wd.best)
-
-  def evaluate(self, ctx: actions.Context) -> dict[str, float]:
-    t = time.perf_counter()
-    if self._real is None:
-      self._real = reference_features(ctx.config, self._embed, self._ref_num, self._cache_dir)
-    state = ctx.state
-    params = state.g_ema if (self._ema and state.g_ema is not None) else state.g.params
-    fake = generated_features(ctx.gan, state.g.variables(params), state.extra.get("family"),
-                              self._embed, self._num, tuple(ctx.config.data.image_size))
-    values = compute_scores(self._metrics, self._real, fake)
-    ctx.writer.write_scalars(ctx.step, {f"{self._prefix}/{k}": v for k, v in values.items()})
-    ctx.writer.flush()
-    logging.info("%s", f"Step {ctx.step} {self._name} ({self._num} generated vs "
-                 f"{len(self._real['pool'])} real images, {time.perf_counter() - t:.1f} s): "
-                 + " | ".join(format_scores(values)))
-    if self._keep:
-      self._keep_if_best(ctx, values[self._keep])
-    return values
-
-  def _keep_if_best(self, ctx: actions.Context, value: float) -> None:
-    lower = BEST[self._keep]
-    if not np.isfinite(value) or (self._best is not None and (
-        value >= self._best["value"] if lower else value <= self._best["value"])):
-      return
-    if ctx.step not in self._manager.all_steps():
-      checkpointing.save(self._manager, ctx.step, ctx.state, ctx.data_step, ctx.config)
-      self._manager.wait_until_finished()
-    self._best = {"value_name": self._keep, "value": float(value), "step": ctx.step,
-                  "evaluator": self._name}
-    if ctx.lead:
-      tmp = ctx.wd.best_json.with_name(ctx.wd.best_json.name + ".tmp")
-      tmp.write_text(json.dumps(self._best, indent=2) + "\n")
-      tmp.replace(ctx.wd.best_json)
-    for step in self._manager.all_steps():
-      if step != ctx.step:
-        self._manager.delete(step)
-    logging.info("New best %s %.6g at step %d: its checkpoint is in %s.", self._keep, value,
-                 ctx.step, ctx.wd.best)
-
-  def __call__(self, ctx: actions.Context) -> None:
-    self.evaluate(ctx)
-
-  def finish(self, ctx: actions.Context) -> None:
-    try:
-      if ctx.step == ctx.config.train.num_steps and ctx.step % self._every:
-        self.evaluate(ctx)
-    finally:
-      if self._manager is not None:
-        self._manager.wait_until_finished()
-        self._manager.close()

@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgan.metrics import torch_state
+
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                + WEIGHTS_FILE)
@@ -339,7 +341,6 @@ def load_weights(weights: str = "", *, check_hash: bool = True) -> dict[str, Any
     FileNotFoundError: the file is not found.
     ValueError: the file's sha256 differs (named with the expected one and the URL).
   """
-  from jaxgan.metrics import torch_state  # pylint: disable=g-import-not-at-top
   path = find_weights(weights)
   if check_hash:
     digest = sha256(path)

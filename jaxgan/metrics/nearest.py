@@ -34,8 +34,12 @@ import numpy as np
 from absl import logging
 
 from jaxgan import images as images_lib
+from jaxgan import input_pipeline
 from jaxgan import sampling
+from jaxgan import sharding
 from jaxgan import workdir as workdir_lib
+from jaxgan.metrics import evaluation
+from jaxgan.metrics import networks
 
 # The training images of the leave-one-out yardstick (their pairwise distances are computed).
 LOO_LIMIT = 1000
@@ -116,7 +120,6 @@ def search(space: str, queries: np.ndarray, keys: np.ndarray, k: int, scale: flo
 
 def metrics_entry(config) -> dict | None:
   """The options of config.evals' first 'metrics' entry (by name), or None."""
-  from jaxgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
   for name in sorted(config.evals):
     spec = config.evals[name]
     if spec.get("type") == "metrics":
@@ -125,7 +128,6 @@ def metrics_entry(config) -> dict | None:
 
 
 def _load_reals(config, num: int, batch: int) -> np.ndarray:
-  from jaxgan import input_pipeline  # pylint: disable=g-import-not-at-top  (TensorFlow)
   _, open_set = input_pipeline.reference_set(config, num, batch)
   batches, count = open_set()
   parts, have = [], 0
@@ -161,7 +163,6 @@ def find(gen: sampling.LoadedGenerator, k: int, num: int = 8, ref_num: int = 0,
   seeds = list(seeds) if seeds is not None else list(range(num))
   if not seeds:
     raise ValueError(f"nearest: num={num}: expected at least one sample")
-  from jaxgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
   entry = metrics_entry(config)
   if features is None:
     features = entry is not None
@@ -178,8 +179,6 @@ def find(gen: sampling.LoadedGenerator, k: int, num: int = 8, ref_num: int = 0,
   pixels = float(np.prod(samples.shape[1:]))
   result = Result(samples, reals, [search("pixels", samples, reals, k, 1.0 / np.sqrt(pixels))])
   if features:
-    from jaxgan import sharding  # pylint: disable=g-import-not-at-top
-    from jaxgan.metrics import networks  # pylint: disable=g-import-not-at-top
     embed = evaluation.Embedder(networks.build(options["network"], options["weights"]),
                                 sharding.make_mesh(), batch)
     real = evaluation.reference_features(config, embed, ref_num, options["cache_dir"] or None)

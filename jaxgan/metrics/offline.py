@@ -17,6 +17,7 @@ import numpy as np
 from jaxgan import config as config_lib
 from jaxgan import sampling
 from jaxgan import sharding
+from jaxgan.data import folder as folder_lib
 from jaxgan.metrics import evaluation
 from jaxgan.metrics import networks
 
@@ -25,8 +26,7 @@ SOURCES = ("folder:", "tfds:", "builtin:")
 
 def _first_image_size(folder: str) -> tuple[int, int]:
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  from jaxgan.data import sources  # pylint: disable=g-import-not-at-top  (TensorFlow)
-  paths = sources.list_images(folder)
+  paths = folder_lib.list_images(folder)
   if not paths:
     raise ValueError(f"{folder} holds no images (.jpg, .jpeg, .png, .webp, .bmp, .gif)")
   with Image.open(paths[0]) as image:

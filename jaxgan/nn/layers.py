@@ -13,29 +13,16 @@ of `jaxgan.kernels.cpu`, elsewhere XLA's own kernel. `Dense` adds its bias the s
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxgan import kernels
-from jaxgan.nn.geometry import transpose_padding
 
 Array = jax.Array
 Dtype = Any
-
-_DN = ("NHWC", "HWIO", "NHWC")
-
-
-def conv_transpose_lax(x: Array, kernel: Array, strides: Sequence[int],
-                       out_size: Sequence[int]) -> Array:
-  """The reference: `lax.conv_transpose` with the padding of `transpose_padding`."""
-  pads = [transpose_padding(n, o, k, s)
-          for n, o, k, s in zip(x.shape[1:3], out_size, kernel.shape[:2], strides)]
-  return jax.lax.conv_transpose(x, kernel, tuple(strides), pads, dimension_numbers=_DN,
-                                transpose_kernel=False)
-
 
 class ConvTranspose(nn.Module):
   """A transposed convolution to an exact output size; see the module docstring.

@@ -5,25 +5,26 @@ The loop (`jaxgan.training.loop`) runs the compiled step and then every action w
 An action sees the loop through a `Context` (the state, the step, the metrics accumulated
 since the last log, the checkpoint manager, the writer). The default actions are
 
+  RealGrid     the first steps: WORKDIR/real.png, a grid of the run's first training images
   LogMetrics   the first steps, every `log_every` steps or `log_every_secs`, and the last:
-               reads the device metrics, stops on NaN/Inf, writes scalars and the progress line
+               reads the device metrics, stops on NaN/Inf, writes scalars and the progress
+               line (it lives with the console, `jaxgan.training.console`)
   SampleGrid   every `sample_every` steps: the grid of fixed seeds (every class, when conditional)
   Checkpoint   every `checkpoint_every` steps and at the end; never of a non-finite state
   Report       every `report_every_secs`: rewrites WORKDIR/report.html (jaxgan.report)
 
-and one evaluator per entry of `config.evals` (name -> {type, every, options}), built
-from EVALUATORS, as big_vision builds its evaluators: 'samples' (an extra grid) and
-'metrics' (FID, KID, IS, precision/recall: jaxgan.metrics.evaluation). Adding an action does not mean
-editing the loop: `train_and_evaluate(..., actions=[...])` takes more, and
-`register_evaluator` adds a type that configs can name. The schedule follows clu's
-`periodic_actions` convention (every_steps, every_secs, on_steps).
+and one evaluator per entry of `config.evals` (`jaxgan.training.evaluators`). Adding an
+action does not mean editing the loop: `train_and_evaluate(..., actions=[...])` takes more,
+and `evaluators.register_evaluator` adds a type that configs can name. The schedule follows
+clu's `periodic_actions` convention (every_steps, every_secs, on_steps). `validate(config)`
+checks the loop's own fields (the schedules, the grid size, the checkpoints kept).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any
 
 import jax
 import ml_collections
@@ -31,8 +32,9 @@ import numpy as np
 from absl import logging
 
 from jaxgan import checkpointing
-from jaxgan import config as config_lib
+from jaxgan import checks
 from jaxgan import images as images_lib
+from jaxgan import report
 from jaxgan import sampling
 from jaxgan import sharding
 
@@ -80,6 +82,7 @@ class Context:
   stage: Any = None  # the jaxgan.families.Stage of the current step; `gan` is its networks
   started: float = 0.0  # time.perf_counter() when the first step was dispatched
   clock: tuple[int, float] = (0, 0.0)  # (step, time) the current stage's rate counts from
+  batch: Any = None  # the pipeline batch of the step just run (RealGrid reads the first ones)
 
 
 class Action:
@@ -97,12 +100,16 @@ class Action:
     del ctx
 
 
-def host(tree):
-  """Host copy of replicated arrays. In a multi-process run a replicated array spans
-  other processes' devices too, so `jax.device_get` cannot read it whole; every replica
-  holds the same value, so this process reads its first local one."""
-  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array)
-                      else x, tree)
+def validate(config: ml_collections.ConfigDict) -> None:
+  """ConfigError for a bad field of the loop's own (log_every, sample_every, ...)."""
+  for field in ("log_every", "sample_every", "checkpoint_every", "max_to_keep", "num_samples"):
+    checks.check_positive(config, field)
+  if not config.log_every_secs >= 0:
+    checks.fail("log_every_secs", config.log_every_secs,
+                "expected seconds >= 0 (0: log by steps only)")
+  if not config.report_every_secs >= 0:
+    checks.fail("report_every_secs", config.report_every_secs,
+                "expected seconds >= 0 (0: write the report at the end only)")
 
 
 # ---- sample grids ------------------------------------------------------------------------
@@ -134,7 +141,7 @@ class SampleGrid(Action):
                               state.extra.get("family"))
     if not ctx.lead:
       return
-    images = images_lib.upscale(host(images), tuple(ctx.config.data.image_size))
+    images = images_lib.upscale(sharding.host(images), tuple(ctx.config.data.image_size))
     grid = images_lib.make_grid(images, self._nrow)
     images_lib.save_png(grid, self._path(ctx.step))
     ctx.writer.write_images(ctx.step, {self._tag: grid[None]})
@@ -151,6 +158,40 @@ class SampleGrid(Action):
     # The final grid, when num_steps is off the schedule.
     if ctx.step == ctx.config.train.num_steps and ctx.step % self._every:
       self.write(ctx)
+
+
+def _host_images(x: jax.Array) -> np.ndarray:
+  """This process's rows of a batch-sharded array (all rows on one process)."""
+  if x.is_fully_addressable:
+    return np.asarray(x)
+  return np.concatenate([np.asarray(s.data) for s in x.addressable_shards])
+
+
+class RealGrid(Action):
+  """The first `num` training images of the run, from `ctx.batch` of its first steps,
+  written once as WORKDIR/real.png and to TensorBoard as 'real' at the starting step
+  (upscaled to config.data.image_size when a growing model's first stage is smaller); only
+  by the lead, and only when the workdir has no real.png yet."""
+
+  def __init__(self, num: int):
+    self._num, self._parts, self._done = num, [], True
+    self.schedule = Schedule(every_steps=1)  # until the grid is written
+
+  def begin(self, ctx: Context) -> None:
+    self._done = not ctx.lead or ctx.wd.real_grid.exists()
+
+  def __call__(self, ctx: Context) -> None:
+    if self._done:
+      return
+    self._parts.append(_host_images(ctx.batch["image"]))
+    if sum(len(p) for p in self._parts) < self._num:
+      return
+    images = images_lib.upscale(np.concatenate(self._parts)[:self._num],
+                                tuple(ctx.config.data.image_size))
+    grid = images_lib.make_grid(images)
+    images_lib.save_png(grid, ctx.wd.real_grid)
+    ctx.writer.write_images(ctx.start, {"real": grid[None]})
+    self._parts, self._done = [], True
 
 
 # ---- checkpoints -------------------------------------------------------------------------
@@ -180,7 +221,6 @@ class Checkpoint(Action):
 def write_report(wd, replot: bool = True) -> bool:
   """jaxgan.report.write(wd); whether it was written. A failure is logged, never raised
   (the run goes on)."""
-  from jaxgan import report  # pylint: disable=g-import-not-at-top
   try:
     report.write(wd, replot=replot)
     return True
@@ -200,83 +240,3 @@ class Report(Action):
     if ctx.lead:
       ctx.writer.flush()
       write_report(ctx.wd)
-
-
-# ---- evaluators from config.evals ---------------------------------------------------------
-
-def _samples_evaluator(ctx: Context, name: str, spec: ml_collections.ConfigDict) -> Action:
-  """type 'samples': an extra grid, e.g. truncated, or of the trained (not EMA) weights.
-  Options: num (default config.num_samples), truncation (None), ema (True). Written to
-  WORKDIR/samples/NAME/step_NNNNNNN.png and TensorBoard 'samples/NAME'."""
-  directory = ctx.wd.samples / name
-  return SampleGrid(ctx, every=spec.every, num=spec.get("num", ctx.config.num_samples),
-                    truncation=spec.get("truncation", None), ema=spec.get("ema", True),
-                    tag=f"samples/{name}", path=lambda step: directory / f"step_{step:07d}.png")
-
-
-def _metrics_evaluator(ctx: Context, name: str, spec: ml_collections.ConfigDict) -> Action:
-  """type 'metrics': FID, KID, Inception Score, precision/recall of generated images against
-  the training data (jaxgan.metrics.evaluation.MetricsEvaluator, which lists the options)."""
-  from jaxgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
-  return evaluation.MetricsEvaluator(ctx, name, spec)
-
-
-def _check_metrics(config: ml_collections.ConfigDict, name: str,
-                   spec: ml_collections.ConfigDict) -> None:
-  from jaxgan.metrics import evaluation  # pylint: disable=g-import-not-at-top
-  evaluation.check_options(config, name, spec)
-
-
-class Evaluator(NamedTuple):
-  """An evaluator type: `build(ctx, name, spec) -> Action`, the option names it takes besides
-  type and every (None: `check` checks the names), and `check(config, name, spec)`, which
-  raises ConfigError for a bad option."""
-  build: Callable[..., Action]
-  options: tuple[str, ...] | None = ()
-  check: Callable[..., None] | None = None
-
-
-EVALUATORS: dict[str, Evaluator] = {
-    "samples": Evaluator(_samples_evaluator, ("num", "truncation", "ema")),
-    "metrics": Evaluator(_metrics_evaluator, None, _check_metrics),
-}
-
-
-def register_evaluator(name: str, build: Callable[..., Action],
-                       options: Iterable[str] | None = (),
-                       check: Callable[..., None] | None = None):
-  """Adds an evaluator type that `config.evals` entries can name."""
-  EVALUATORS[name] = Evaluator(build, None if options is None else tuple(options), check)
-
-
-def check_option_names(name: str, spec: ml_collections.ConfigDict, options: Iterable[str]) -> None:
-  """ConfigError for a key of config.evals.NAME that is not type, every or one of `options`."""
-  allowed = {"type", "every", *options}
-  for key in spec.keys():
-    if key not in allowed:
-      config_lib.fail(f"evals.{name}.{key}", spec[key], f"not an option of evaluator type "
-                      f"{spec.type!r}; its options are {', '.join(sorted(allowed))}")
-
-
-def validate_evals(config: ml_collections.ConfigDict) -> None:
-  """ConfigError for an entry of config.evals with an unknown type, option or schedule."""
-  for name, spec in config.evals.items():
-    field = f"evals.{name}"
-    if not isinstance(spec, ml_collections.ConfigDict) or "type" not in spec:
-      config_lib.fail(field, spec, f"expected a ConfigDict with 'type' (one of "
-                      f"{', '.join(map(repr, sorted(EVALUATORS)))}) and 'every'")
-    config_lib.check_choice(config, f"{field}.type", tuple(sorted(EVALUATORS)))
-    if "every" not in spec:
-      config_lib.fail(field, spec.to_dict(), "expected an 'every' (steps between runs)")
-    config_lib.check_positive(config, f"{field}.every")
-    evaluator = EVALUATORS[spec.type]
-    if evaluator.options is not None:
-      check_option_names(name, spec, evaluator.options)
-    if evaluator.check is not None:
-      evaluator.check(config, name, spec)
-
-
-def evaluators(ctx: Context) -> list[Action]:
-  """One action per entry of `config.evals`."""
-  return [EVALUATORS[spec.type].build(ctx, name, spec)
-          for name, spec in ctx.config.evals.items()]

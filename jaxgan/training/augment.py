@@ -45,6 +45,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxgan import checks
+
 Array = jax.Array
 OPS = ("flip", "rotate90", "translation", "color", "cutout")
 TRANSLATION_RATIO = 0.125
@@ -169,40 +171,26 @@ def parse_policy(policy: str) -> tuple[str, ...]:
   return ops
 
 
-def default_config() -> ml_collections.ConfigDict:
-  """config.augment: off by default (policy '')."""
-  c = ml_collections.ConfigDict()
-  c.policy = ""  # '' (none) or a comma-separated list of OPS, e.g. 'color,translation,cutout'
-  c.probability = 1.0  # fixed p per op and image (DiffAugment: 1); ignored with ada
-  c.ada = False  # adaptive p (ADA), starting at 0
-  c.ada_target = 0.6  # the r_t = E[sign(D(real))] that p is steered towards
-  c.ada_interval = 4  # steps between adjustments of p
-  c.ada_kimg = 500.0  # thousands of images over which p can move from 0 to 1
-  c.ada_max = 1.0  # the highest p ADA may reach
-  return c
-
-
 def validate(config: ml_collections.ConfigDict) -> None:
-  """ConfigError for a bad config.augment field."""
-  from jaxgan import config as config_lib  # pylint: disable=g-import-not-at-top
+  """ConfigError for a bad config.augment field (defined in `jaxgan.config`)."""
   a = config.augment
   try:
     ops = parse_policy(a.policy)
   except ValueError:
-    config_lib.fail("augment.policy", a.policy, f"expected '' (no augmentation) or a "
-                    f"comma-separated list of {', '.join(OPS)}")
+    checks.fail("augment.policy", a.policy, f"expected '' (no augmentation) or a "
+                f"comma-separated list of {', '.join(OPS)}")
   if not 0.0 <= a.probability <= 1.0:
-    config_lib.fail("augment.probability", a.probability, "expected a probability in [0, 1]")
+    checks.fail("augment.probability", a.probability, "expected a probability in [0, 1]")
   if a.ada and not ops:
-    config_lib.fail("augment.ada", a.ada, "adaptive augmentation needs ops: set augment.policy, "
-                    "e.g. 'flip,rotate90,translation,color,cutout'")
+    checks.fail("augment.ada", a.ada, "adaptive augmentation needs ops: set augment.policy, "
+                "e.g. 'flip,rotate90,translation,color,cutout'")
   if not 0.0 < a.ada_target < 1.0:
-    config_lib.fail("augment.ada_target", a.ada_target, "expected a target r_t in (0, 1)")
+    checks.fail("augment.ada_target", a.ada_target, "expected a target r_t in (0, 1)")
   if not isinstance(a.ada_interval, int) or a.ada_interval < 1:
-    config_lib.fail("augment.ada_interval", a.ada_interval, "expected a whole number of steps >= 1")
-  config_lib.check_positive(config, "augment.ada_kimg")
+    checks.fail("augment.ada_interval", a.ada_interval, "expected a whole number of steps >= 1")
+  checks.check_positive(config, "augment.ada_kimg")
   if not 0.0 < a.ada_max <= 1.0:
-    config_lib.fail("augment.ada_max", a.ada_max, "expected a cap in (0, 1]")
+    checks.fail("augment.ada_max", a.ada_max, "expected a cap in (0, 1]")
 
 
 def init_state(config: ml_collections.ConfigDict) -> dict[str, Array] | None:

@@ -31,13 +31,17 @@ import ml_collections
 import optax
 from jax.sharding import Mesh, PartitionSpec as P
 
-from jaxgan import config as config_lib
+from jaxgan import checks
+from jaxgan import errors
 from jaxgan import families
 from jaxgan.sharding import DATA_AXIS
 from jaxgan.training import augment as augment_lib
 from jaxgan.training import losses as losses_lib
 from jaxgan.training import regularizers as regularizers_lib
 from jaxgan.training.state import GANState, TrainState
+
+# train.g_update_fakes: 'fresh' noise for every G update, or 'reuse' D's last fakes in the first.
+G_UPDATE_FAKES = ("fresh", "reuse")
 
 Array = jax.Array
 Batch = dict[str, Array]
@@ -280,9 +284,9 @@ def train_step(state: GANState, batch: Batch, *, gan: families.GAN, d_steps: int
   if gan.restart_optimizers is not None:
     restart = gan.restart_optimizers(state.step)
     g, d = _restart_optimizer(g, restart), _restart_optimizer(d, restart)
-  if g_update_fakes not in config_lib.G_UPDATE_FAKES:
+  if g_update_fakes not in G_UPDATE_FAKES:
     raise ValueError(f"g_update_fakes={g_update_fakes!r}: expected one of "
-                     f"{config_lib.G_UPDATE_FAKES}")
+                     f"{G_UPDATE_FAKES}")
   fakes = None
   for i in range(d_steps):
     d, g_colls, metrics, fakes = d_update(
@@ -327,6 +331,50 @@ def _restart_optimizer(ts: TrainState, restart: Array) -> TrainState:
   """`ts` with its optimizer state restarted (tx.init) where `restart` is true."""
   fresh = lambda: ts.tx.init(ts.params)  # noqa: E731
   return ts.replace(opt_state=jax.lax.cond(restart, fresh, lambda: ts.opt_state))
+
+
+def validate(config: ml_collections.ConfigDict, family: families.Family) -> None:
+  """ConfigError for a bad field of `config.train` or `config.optim`; `family` (the run's)
+  says whether its D couples samples (BatchNorm), which per-sample penalties refuse."""
+  checks.check_choice(config, "train.loss", tuple(losses_lib.LOSSES))
+  checks.check_choice(config, "train.penalty", tuple(regularizers_lib.PENALTIES))
+  checks.check_choice(config, "train.g_update_fakes", G_UPDATE_FAKES)
+  for field in ("train.batch_size", "train.num_steps", "train.d_steps", "train.g_steps",
+                "train.penalty_every", "optim.g_lr", "optim.d_lr"):
+    checks.check_positive(config, field)
+  t = config.train
+  if not isinstance(t.penalty_every, int):
+    checks.fail("train.penalty_every", t.penalty_every, "expected a whole number of steps")
+  if not 0.0 <= t.label_smoothing < 1.0:
+    checks.fail("train.label_smoothing", t.label_smoothing, "expected a value in [0, 1)")
+  if not 0.0 <= t.ema_decay < 1.0:
+    checks.fail("train.ema_decay", t.ema_decay, "expected a decay in [0, 1); 0 disables EMA")
+  if not (isinstance(t.drift, (int, float)) and t.drift >= 0):
+    checks.fail("train.drift", t.drift, "expected a weight >= 0 (0: no drift term)")
+  if t.penalty != "none" and t.penalty_weight <= 0:
+    checks.fail("train.penalty_weight", t.penalty_weight, "expected a positive weight")
+  coupled = family.batch_coupled_d(config)
+  if (t.penalty in regularizers_lib.PER_SAMPLE_PENALTIES and coupled is not None
+      and not t.allow_batchnorm_with_penalty):
+    field, value = coupled
+    checks.fail(field, value,
+                f"BatchNorm in the discriminator makes each sample's output depend on the "
+                f"whole batch, so the per-sample gradient penalty train.penalty={t.penalty!r} "
+                f"no longer penalises per-sample gradients (the WGAN-GP paper forbids it). Use "
+                f"'layer', 'spectral' or 'none', or set train.allow_batchnorm_with_penalty=True "
+                f"to proceed anyway")
+
+
+def step_batch(batch: Batch, gan: families.GAN) -> Batch:
+  """The arrays of a pipeline batch that the step takes; labels checked when conditional."""
+  if not gan.conditional:
+    return {"image": batch["image"]}
+  if "label" not in batch:
+    raise errors.ConfigError(
+        f"config.model.num_classes={gan.num_classes} is invalid: the data source gives no "
+        f"labels (a folder needs data.labels='subfolders'; a TFDS dataset needs a 'label' "
+        f"feature); use num_classes=0 for unlabelled data")
+  return {"image": batch["image"], "label": batch["label"]}
 
 
 def step_options(config: ml_collections.ConfigDict, gan: families.GAN | None = None
