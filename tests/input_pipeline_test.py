@@ -327,7 +327,7 @@ def test_order_is_a_new_permutation_every_epoch():
   np.testing.assert_array_equal(idx[7:15], order.example_indices(np.arange(7, 15), n, seed=1))
   flips = finish.flips(1, np.arange(10_000))
   assert 0.47 < flips.mean() < 0.53
-  u = order.uniform(1, np.arange(10_000), 2)
+  u = finish.uniform(1, np.arange(10_000), 2)
   assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.02
 
 

@@ -99,13 +99,18 @@ def build_store(spec: DataSpec) -> store_lib.ImageStore:
   return result
 
 
+def _stage_size(spec: DataSpec, step: int) -> tuple[int, int]:
+  """The (height, width) of global batch `step`'s stage."""
+  return spec.stage_size(order.span(step, spec.stages)[2])
+
+
 def stored_batches(spec: DataSpec, store: store_lib.ImageStore, start_step: int,
                    process_index: int, process_count: int) -> Iterator[Batch]:
   """Local batches gathered from a decoded store, from global batch `start_step` on."""
   for step in itertools.count(start_step):
     pos = order.local_positions(step, spec.stages, process_index, process_count)
     idx = order.example_indices(pos, len(store), spec.seed)
-    batch = {"image": finish.finish_batch(spec, store.take(idx), pos, step)}
+    batch = {"image": finish.finish_batch(spec, store.take(idx), pos, _stage_size(spec, step))}
     if store.labels is not None:
       batch["label"] = store.labels[idx]
     yield batch
@@ -135,7 +140,8 @@ def _decoded_batches(spec: DataSpec, start_step: int, process_index: int,
     for step in itertools.count(start_step):
       pos = positions(step)
       pairs = [next(examples) for _ in pos]
-      batch = {"image": finish.finish_batch(spec, [image for _, image in pairs], pos, step)}
+      images = [image for _, image in pairs]
+      batch = {"image": finish.finish_batch(spec, images, pos, _stage_size(spec, step))}
       if labels is not None:
         batch["label"] = labels[np.array([int(i) for i, _ in pairs], np.int64)]
       yield batch
@@ -184,7 +190,7 @@ def _tfds_batches(spec: DataSpec, start_step: int, process_index: int,
       except StopIteration:
         raise errors.DataError(
             f"{spec.source} has no examples for process {process_index}") from None
-      batch = {"image": finish.finish_batch(spec, images, pos, step)}
+      batch = {"image": finish.finish_batch(spec, images, pos, _stage_size(spec, step))}
       if labels is not None:
         batch["label"] = labels
       yield batch

@@ -2,7 +2,7 @@
 
 Each example of a batch is cropped (the random_crop policy's random window), randomly
 flipped, turned into float32 in [-1, 1], then box-downsampled to the size of the batch's
-stage. Every random choice comes from `order.uniform` at the example's global position, so
+stage. Every random choice comes from `uniform` at the example's global position, so
 a batch is the same however it was reached (resumed, another process count).
 """
 
@@ -10,8 +10,37 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxgan.data import order
 from jaxgan.data.spec import DataSpec
+
+# Streams of the counter-based hash, one per independent random choice of an example
+# (the flip, the crop's y and x).
+FLIP, CROP_Y, CROP_X = 1, 2, 3
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+  """The splitmix64 finaliser: a strong 64-bit mixing function (wrapping arithmetic)."""
+  with np.errstate(over="ignore"):
+    x = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
+    x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
+    x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
+    return x ^ (x >> np.uint64(31))
+
+
+def uniform(seed: int, positions: np.ndarray, stream: int) -> np.ndarray:
+  """Counter-based uniform floats in [0, 1), a pure function of (seed, position, stream).
+
+  Args:
+    seed: the pipeline seed.
+    positions: int64 global positions.
+    stream: which independent random choice (one per augmentation).
+
+  Returns:
+    float64 array, the shape of `positions`.
+  """
+  key = _splitmix64(np.uint64((seed & 0xFFFFFFFF) << 8 | stream))
+  bits = _splitmix64(np.asarray(positions, np.int64).astype(np.uint64) ^ key)
+  return (bits >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 def crop_offsets(seed: int, positions: np.ndarray, sizes: np.ndarray,
@@ -28,14 +57,14 @@ def crop_offsets(seed: int, positions: np.ndarray, sizes: np.ndarray,
     int64 array [n, 2] of (y, x) offsets, uniform over the valid range.
   """
   slack = np.asarray(sizes, np.int64) - np.asarray(target, np.int64) + 1
-  u = np.stack([order.uniform(seed, positions, order.CROP_Y),
-                order.uniform(seed, positions, order.CROP_X)], -1)
+  u = np.stack([uniform(seed, positions, CROP_Y),
+                uniform(seed, positions, CROP_X)], -1)
   return np.minimum((u * slack).astype(np.int64), slack - 1)
 
 
 def flips(seed: int, positions: np.ndarray) -> np.ndarray:
   """Whether each example is flipped horizontally (probability 1/2)."""
-  return order.uniform(seed, positions, order.FLIP) < 0.5
+  return uniform(seed, positions, FLIP) < 0.5
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
@@ -88,18 +117,19 @@ def finish(images, positions: np.ndarray, *, seed: int, target: tuple[int, int],
   return to_float(images)
 
 
-def finish_batch(spec: DataSpec, images, positions: np.ndarray, step: int) -> np.ndarray:
-  """`finish` under `spec`, then box-downsampled to the size of global batch `step`'s stage.
+def finish_batch(spec: DataSpec, images, positions: np.ndarray,
+                 size: tuple[int, int]) -> np.ndarray:
+  """`finish` under `spec`, then box-downsampled to `size`, the batch's stage's.
 
   Args:
     spec: the data spec.
     images: the batch's stored images (as `finish` takes them).
     positions: int64 global positions of the examples (`order.local_positions`).
-    step: the global batch number.
+    size: the (height, width) of the batch's stage (`spec.stage_size`).
 
   Returns:
     float32 array [n, h, w, C] in [-1, 1], (h, w) the stage's size.
   """
   out = finish(images, positions, seed=spec.seed, target=spec.image_size,
                random_crop=spec.resize == "random_crop", flip=spec.flip)
-  return downsample(out, spec.stage_size(order.span(step, spec.stages)[2]))
+  return downsample(out, size)

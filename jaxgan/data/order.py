@@ -1,4 +1,4 @@
-"""The order stage: which example at which position, and the random streams, in numpy.
+"""The order stage: which example at which position, in numpy.
 
 The data stream is an infinite sequence of global positions 0, 1, 2, ...; global batch k
 holds positions [k*B, (k+1)*B), and process p of P takes the contiguous slice
@@ -9,8 +9,8 @@ without producing batches 0..k-1 (O(1) resume), and the global batch is the same
 number of processes.
 
 Random-access sources (folder, builtin) map position q to example
-permutation(seed, q // N)[q % N]: a fresh shuffle every epoch. `uniform` gives the
-per-position random numbers that `finish` draws its crops and flips from.
+permutation(seed, q // N)[q % N]: a fresh shuffle every epoch. The finish stage draws its
+crops and flips from per-position random numbers (`jaxgan.data.finish.uniform`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,6 @@ import functools
 
 import numpy as np
 
-# Streams of the counter-based hash, one per independent random choice of an example
-# (`finish`: the flip, the crop's y and x).
-FLIP, CROP_Y, CROP_X = 1, 2, 3
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def span(step: int, stages) -> tuple[int, int, int]:
@@ -86,28 +82,3 @@ def example_indices(positions: np.ndarray, num_examples: int, seed: int) -> np.n
     sel = epochs == epoch
     out[sel] = _permutation(int(seed), int(epoch), int(num_examples))[offsets[sel]]
   return out
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-  """The splitmix64 finaliser: a strong 64-bit mixing function (wrapping arithmetic)."""
-  with np.errstate(over="ignore"):
-    x = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
-    x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
-    x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
-    return x ^ (x >> np.uint64(31))
-
-
-def uniform(seed: int, positions: np.ndarray, stream: int) -> np.ndarray:
-  """Counter-based uniform floats in [0, 1), a pure function of (seed, position, stream).
-
-  Args:
-    seed: the pipeline seed.
-    positions: int64 global positions.
-    stream: which independent random choice (one per augmentation).
-
-  Returns:
-    float64 array, the shape of `positions`.
-  """
-  key = _splitmix64(np.uint64((seed & 0xFFFFFFFF) << 8 | stream))
-  bits = _splitmix64(np.asarray(positions, np.int64).astype(np.uint64) ^ key)
-  return (bits >> np.uint64(11)).astype(np.float64) / float(1 << 53)
