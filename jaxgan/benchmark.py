@@ -43,7 +43,6 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxgan import config as config_lib
 from jaxgan import families
 from jaxgan import hostmem
 from jaxgan import input_pipeline

@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan import config as config_lib
 from jaxgan import families
 from jaxgan.training import assemble
 from tests.helpers import load_config, tiny_config
