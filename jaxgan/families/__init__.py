@@ -42,7 +42,7 @@ def get(name: str) -> Family:
 
 def validate_shared(config: ml_collections.ConfigDict) -> None:
   """ConfigError for a bad shared field of `config.model`, or a field its family does not
-  define (the family's own fields: `validate`)."""
+  define (the family's own fields: `Family.validate`)."""
   family = get(config.model.family)
   known = set(SHARED_MODEL_FIELDS) | set(family.model_config().keys())
   for field in config.model.keys():
@@ -56,12 +56,6 @@ def validate_shared(config: ml_collections.ConfigDict) -> None:
   num_classes = config.model.num_classes
   if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
     checks.fail("model.num_classes", num_classes, "expected an int >= 0 (0: unconditional)")
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-  """The `model` section: the shared fields, then the family's own (`Family.validate`)."""
-  validate_shared(config)
-  get(config.model.family).validate(config)
 
 
 def build(config: ml_collections.ConfigDict) -> GAN:
@@ -78,4 +72,4 @@ register(dcgan.DCGAN())
 register(progan.ProGAN())
 
 __all__ = ["DTYPES", "FAMILIES", "GAN", "SHARED_MODEL_FIELDS", "Family", "Stage", "build", "get",
-           "register", "stage_index", "stages", "validate", "validate_shared"]
+           "register", "stage_index", "stages", "validate_shared"]
