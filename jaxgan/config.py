@@ -2,8 +2,8 @@
 
 Config files in `configs/` start from `default_config(family)` and override fields. The
 shared fields are defined and documented once, here; `config.model` holds the shared model
-fields (SHARED_MODEL_FIELDS) and the fields of the family `config.model.family`, which that
-family defines (`jaxgan/families/`). Nothing here validates: each part checks its own
+fields (`families.SHARED_MODEL_FIELDS`) and the fields of the family `config.model.family`,
+which that family defines (`jaxgan/families/`). Nothing here validates: each part checks its own
 section where it lives (families: `model`, `jaxgan.data.spec`: `data`, the step:
 `train`/`optim`, augment, the evaluators: `evals`, the actions: the loop's fields), and
 `jaxgan.training.assemble.validate(config)` calls them all before anything is compiled.
@@ -17,9 +17,6 @@ import ml_collections
 
 from jaxgan import errors
 from jaxgan import families
-
-# config.model's own fields; the rest of config.model belongs to the family.
-SHARED_MODEL_FIELDS = families.SHARED_MODEL_FIELDS
 
 ConfigError = errors.ConfigError  # An invalid config value, raised before any compilation.
 
@@ -237,14 +234,15 @@ def describe_fields(width: int = 100) -> str:
     return out
 
   shared = [(f, v) for f, v in flat(default_config())
-            if not f.startswith("model.") or f.split(".")[1] in SHARED_MODEL_FIELDS]
+            if not f.startswith("model.")
+            or f.split(".")[1] in families.SHARED_MODEL_FIELDS]
   parts = ["Config fields: --config.FIELD=VALUE overrides one; shown with the schema's",
            "defaults (jaxgan/config.py), which a config file changes.", "",
            *rows(shared, field_docs())]
   for name in families.FAMILIES:
     config = default_config(name)
     own = [(f, v) for f, v in flat(config.model, "model.")
-           if f.split(".")[1] not in SHARED_MODEL_FIELDS]
+           if f.split(".")[1] not in families.SHARED_MODEL_FIELDS]
     parts += ["", f"Fields of model.family={name!r} (jaxgan/families/{name}.py):",
               *rows(own, field_docs(name))]
   return "\n".join(parts)

@@ -48,6 +48,7 @@ def test_field_docs_name_every_choice_the_check_allows(field, choices):
     ("model.latent_dim", 0),                  # families.validate_shared
     ("model.generator.kernel_size", 0),       # the family's own check
     ("data.channels", 2),                     # jaxgan.data.spec.validate
+    ("data.builtin_size", 0),
     ("train.label_smoothing", 1.5),           # jaxgan.training.step.validate
     ("optim.d_lr", -1.0),
     ("augment.probability", 2.0),             # jaxgan.training.augment.validate

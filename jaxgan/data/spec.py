@@ -83,6 +83,9 @@ def validate(config) -> None:
     checks.fail("data.channels", config.data.channels, "expected 1 (grayscale) or 3 (RGB)")
   checks.check_choice(config, "data.resize", RESIZE_POLICIES)
   checks.check_choice(config, "data.labels", LABELS)
+  background = tuple(config.data.background)
+  if len(background) != 3 or not all(0 <= int(c) <= 255 for c in background):
+    checks.fail("data.background", background, "expected RGB in 0..255")
   source = config.data.source
   if not any(source.startswith(p) for p in ("builtin:", "folder:", "tfds:")):
     checks.fail("data.source", source,
@@ -93,6 +96,8 @@ def validate(config) -> None:
       what = "is not a directory" if os.path.exists(path) else "does not exist"
       checks.fail("data.source", source, f"{path} {what}; expected 'folder:PATH' with PATH "
                   f"a directory of images")
+  if source.startswith("builtin:") and config.data.builtin_size < 1:
+    checks.fail("data.builtin_size", config.data.builtin_size, "expected >= 1")
   if config.data.labels == "subfolders" and not source.startswith("folder:"):
     checks.fail("data.labels", config.data.labels, f"'subfolders' needs a 'folder:PATH' "
                 f"source, not {source!r} (TFDS sources bring their own 'label' feature)")
@@ -107,7 +112,7 @@ def validate(config) -> None:
 
 
 def from_config(config, stages: Stages | None = None) -> DataSpec:
-  """Reads and checks the data fields of `config`.
+  """Checks (`validate`) and reads the data fields of `config`.
 
   Args:
     config: the full ConfigDict (config.data, config.seed, config.train.batch_size and
@@ -120,30 +125,15 @@ def from_config(config, stages: Stages | None = None) -> DataSpec:
   Returns:
     The DataSpec.
   """
+  validate(config)
   d = config.data
   kind, arg = parse_source(d.source)
-  if d.channels not in (1, 3):
-    raise errors.ConfigError(f"config.data.channels={d.channels!r} is invalid: expected 1 or 3")
-  if d.resize not in RESIZE_POLICIES:
-    raise errors.ConfigError(f"config.data.resize={d.resize!r} is invalid: expected one of "
-                             f"{RESIZE_POLICIES}")
   size = tuple(int(s) for s in d.image_size)
-  if len(size) != 2 or min(size) < 1:
-    raise errors.ConfigError(f"config.data.image_size={tuple(d.image_size)!r}: expected "
-                             f"(height, width)")
   background = tuple(int(c) for c in d.background)
-  if len(background) != 3 or not all(0 <= c <= 255 for c in background):
-    raise errors.ConfigError(f"config.data.background={tuple(d.background)!r}: expected RGB in "
-                             f"0..255")
-  if d.get("labels", "none") not in LABELS:
-    raise errors.ConfigError(f"config.data.labels={d.labels!r} is invalid: expected one of "
-                             f"{LABELS}")
   if stages is None:
     stages = ((0, int(config.train.batch_size) * int(config.train.d_steps), size),)
   stages = tuple((int(start), int(batch), tuple(int(s) for s in hw))
                  for start, batch, hw in stages)
-  if kind == "builtin" and d.builtin_size < 1:
-    raise errors.ConfigError(f"config.data.builtin_size={d.builtin_size!r}: expected >= 1")
   return DataSpec(kind=kind, arg=arg, image_size=size, channels=int(d.channels),
                   resize=d.resize, background=background, flip=bool(d.flip),
                   shuffle_buffer=int(d.shuffle_buffer), cache=str(d.cache),

@@ -174,15 +174,14 @@ class RealGrid(Action):
   by the lead, and only when the workdir has no real.png yet."""
 
   def __init__(self, num: int):
-    self._num, self._parts, self._done = num, [], True
+    self._num, self._parts = num, []
     self.schedule = Schedule(every_steps=1)  # until the grid is written
 
   def begin(self, ctx: Context) -> None:
-    self._done = not ctx.lead or ctx.wd.real_grid.exists()
+    if not ctx.lead or ctx.wd.real_grid.exists():
+      self.schedule = Schedule()  # never due
 
   def __call__(self, ctx: Context) -> None:
-    if self._done:
-      return
     self._parts.append(_host_images(ctx.batch["image"]))
     if sum(len(p) for p in self._parts) < self._num:
       return
@@ -191,7 +190,7 @@ class RealGrid(Action):
     grid = images_lib.make_grid(images)
     images_lib.save_png(grid, ctx.wd.real_grid)
     ctx.writer.write_images(ctx.start, {"real": grid[None]})
-    self._parts, self._done = [], True
+    self._parts, self.schedule = [], Schedule()  # written: never due again
 
 
 # ---- checkpoints -------------------------------------------------------------------------

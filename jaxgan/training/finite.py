@@ -23,7 +23,6 @@ from jaxgan.training import actions as actions_lib
 from jaxgan.training import state as state_lib
 
 
-
 @jax.jit
 def state_is_finite(state: state_lib.GANState) -> jax.Array:
   """Whether every floating-point value of `state` is finite (a device bool)."""

@@ -12,8 +12,9 @@ the global batch, so results do not depend on the device count), and returns a s
 BatchNorm and per-sample penalties: with BatchNorm in training mode, D(x_i) depends on
 every x_j of the batch, so grad_x sum_i D(x_i) mixes samples and ||grad D(x_i)|| is no
 longer the per-sample gradient the penalty is defined on; the WGAN-GP paper drops
-BatchNorm from the critic for this reason. `config.validate` rejects the combination
-unless `train.allow_batchnorm_with_penalty` is set (tests/regularizers_test.py shows the
+BatchNorm from the critic for this reason. `jaxgan.training.step.validate` rejects the
+combination (for a D whose family's `batch_coupled_d` names such a setting) unless
+`train.allow_batchnorm_with_penalty` is set (tests/regularizers_test.py shows the
 cross-sample gradient).
 
 The step runs a list of `Regularizer` entries (`from_config`), each saying which network
